@@ -1,0 +1,26 @@
+"""Errors a scientist can act on.
+
+Every failure the package reports on purpose is a :class:`TomomlError`; widgets show it as a
+napari notification and the CLI prints it and exits non-zero. Subclasses also derive from the
+matching builtin so ordinary ``except ValueError`` code keeps working.
+"""
+
+
+class TomomlError(Exception):
+    """Base class of every error napari-tomoml raises on purpose."""
+
+
+class ScanReadError(TomomlError, OSError):
+    """A file or folder cannot be read as a scan: missing dataset, corrupt, empty, wrong layout."""
+
+
+class InputError(TomomlError, ValueError):
+    """An array argument is unusable: wrong shape or dtype, NaN/inf, angle-count mismatch."""
+
+
+class ModelFileError(TomomlError, ValueError):
+    """A model file is missing, corrupt, of the wrong architecture, or not a model file at all."""
+
+
+class Cancelled(TomomlError):
+    """The user stopped a running task."""
