@@ -24,3 +24,7 @@ class ModelFileError(TomomlError, ValueError):
 
 class Cancelled(TomomlError):
     """The user stopped a running task."""
+
+
+class OutputExistsError(TomomlError, FileExistsError):
+    """A writer was asked to write over an existing file or folder without ``overwrite=True``."""
