@@ -1,0 +1,213 @@
+"""Finding the rotation centre, and a stack of trial slices to check it by eye.
+
+Results use tomopy's convention (see :mod:`napari_tomoml.recon.geometry`): the axis position in
+detector pixels from the left edge, ``n_det / 2`` when it sits in the middle.
+
+Two methods:
+
+- ``"vo"`` (Vo, Atwood & Drakopoulos, Opt. Express 22, 19078 (2014)): mirror the 180° sinogram,
+  append it to make a 360° sinogram for a trial centre, and measure the Fourier energy outside
+  the double wedge that a consistent sinogram occupies. The true centre minimises it. Coarse
+  search, then a fine one with a parabola through the best three trials.
+- ``"phase"``: phase correlation between the projection at ``theta0`` and the mirrored one at
+  ``theta0 + 180°``; their shift is twice the axis offset. Needs such a pair of angles.
+
+>>> import numpy as np
+>>> from napari_tomoml.recon import project
+>>> from napari_tomoml.sim.phantom import shepp_logan_3d
+>>> theta = np.linspace(0, np.pi, 181)
+>>> proj = project(shepp_logan_3d(64, 3), theta, center=30.3, device="cpu")
+>>> round(find_center(proj, theta), 1)
+30.3
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from ..errors import InputError
+from . import _validate as v
+from .fbp import circle_mask, fbp
+
+METHODS = ("vo", "phase")
+
+
+def _fourier_shift(rows: np.ndarray, shift: np.ndarray | float) -> np.ndarray:
+    """Shift 1-D signals (last axis) right by sub-pixel amounts, edge-padded so nothing wraps round.
+
+    ``shift`` broadcasts against ``rows.shape[:-1]``.
+    """
+    n = rows.shape[-1]
+    pad = n // 2
+    padded = np.pad(rows, [(0, 0)] * (rows.ndim - 1) + [(pad, pad)], mode="edge")
+    freq = np.fft.rfftfreq(padded.shape[-1])
+    phase = np.exp(-2j * np.pi * freq * np.asarray(shift, dtype=np.float64)[..., None])
+    return np.fft.irfft(np.fft.rfft(padded, axis=-1) * phase, n=padded.shape[-1], axis=-1)[..., pad : pad + n]
+
+
+def _wedge_mask(n_rows: int, n_cols: int, radius: float, drop: int) -> np.ndarray:
+    """Where a consistent 360° sinogram has no energy, in ``rfft2`` columns and fftshifted rows.
+
+    An object within ``radius`` pixels of the axis makes a sinogram whose angular frequency ``k``
+    (cycles per turn) and detector frequency ``f`` (cycles per pixel) satisfy |k| <= 2 pi radius |f|;
+    the mask is the rest, without the lowest ``drop`` angular frequencies and the lowest detector
+    frequencies (where even a consistent sinogram leaks). Columns that stand for two frequencies
+    of the full spectrum (+f and -f) count twice.
+    """
+    k = np.arange(n_rows)[:, None] - n_rows // 2
+    f = np.fft.rfftfreq(n_cols)[None, :]
+    mask = (np.abs(k) > 2 * np.pi * radius * f).astype(np.float64)
+    mask[n_rows // 2 - drop : n_rows // 2 + drop + 1, :] = 0.0
+    mask[:, :2] = 0.0
+    mask[:, 1 : (n_cols + 1) // 2] *= 2.0
+    return mask
+
+
+def _half_turn(theta: np.ndarray) -> np.ndarray:
+    """Indices of the angles within the first half turn from the first angle, sorted by angle."""
+    rel = np.mod(theta - theta.min(), 2 * np.pi)
+    keep = np.flatnonzero(rel < np.pi - 1e-9)
+    return keep[np.argsort(rel[keep])]
+
+
+def _vo_metric(sino: np.ndarray, centers: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Energy outside the double wedge for each trial centre (left-edge pixel convention)."""
+    n_det = sino.shape[1]
+    flipped = sino[:, ::-1]
+    # mirroring about the trial centre = flipping about the detector middle, then shifting
+    shifted = _fourier_shift(
+        np.broadcast_to(flipped, (len(centers), *flipped.shape)), 2 * (centers - n_det / 2)[:, None]
+    )
+    full = np.concatenate([np.broadcast_to(sino, shifted.shape), shifted], axis=1)
+    spectrum = np.abs(np.fft.fftshift(np.fft.rfft2(full), axes=-2))
+    return (spectrum * mask).mean(axis=(-2, -1))
+
+
+def _scan_metric(sino: np.ndarray, centers: np.ndarray, ratio: float, drop: int) -> np.ndarray:
+    mask = _wedge_mask(2 * sino.shape[0], sino.shape[1], 0.5 * ratio * sino.shape[1], drop)
+    return np.concatenate([_vo_metric(sino, centers[i : i + 16], mask) for i in range(0, len(centers), 16)])
+
+
+def _find_center_vo(sino: np.ndarray, search: tuple[float, float], ratio: float, drop: int) -> float:
+    sino = ndimage.gaussian_filter(sino, (2, 0.5), mode="reflect")  # noise along angles hides the wedge
+    # Coarse: 1-pixel steps on a sinogram binned 2x along the detector (a centre c is at c / 2).
+    binned = sino[:, : sino.shape[1] // 2 * 2].reshape(sino.shape[0], -1, 2).mean(axis=-1)
+    coarse = np.arange(search[0], search[1] + 1e-9, 1.0)
+    best = coarse[int(np.argmin(_scan_metric(binned, coarse / 2, ratio, drop)))]
+    # Fine: 0.05-pixel steps at full resolution, then a parabola through the best three.
+    fine = best + np.arange(-1.5, 1.5 + 1e-9, 0.05)
+    metric = _scan_metric(sino, fine, ratio, drop)
+    i = int(np.clip(np.argmin(metric), 1, len(fine) - 2))
+    return float(fine[i] + _parabola_offset(metric[i - 1 : i + 2]) * 0.05)
+
+
+def _parabola_offset(three: np.ndarray) -> float:
+    """Sub-sample position of the extremum of a parabola through three equally spaced values."""
+    denom = three[0] - 2 * three[1] + three[2]
+    return 0.0 if denom == 0 else float(np.clip(0.5 * (three[0] - three[2]) / denom, -0.5, 0.5))
+
+
+def _find_center_phase(proj: np.ndarray, theta: np.ndarray, tolerance: float) -> float:
+    from skimage.registration import phase_cross_correlation
+
+    first = int(np.argmin(theta))
+    gap = np.abs(np.mod(theta - theta[first], 2 * np.pi) - np.pi)
+    second = int(np.argmin(gap))
+    if gap[second] > tolerance:
+        raise InputError(
+            "the phase-correlation centre needs two projections 180° apart; the closest pair is "
+            f"{math.degrees(np.pi - gap[second]):.2f}° apart — use method='vo'"
+        )
+    n_det = proj.shape[-1]
+    a = proj[first]
+    b = proj[second][..., ::-1]
+    # b(u) = a(u + s) with s = 2 * center - n_det: b is a moved left by s, and
+    # phase_cross_correlation reports the move that brings b back onto a, +s.
+    shift, _, _ = phase_cross_correlation(a, b, upsample_factor=100, normalization=None)
+    return float((n_det + shift[-1]) / 2)
+
+
+def find_center(
+    projections,
+    theta,
+    *,
+    method: str = "vo",
+    row: int | None = None,
+    search: tuple[float, float] | None = None,
+    ratio: float = 0.5,
+    drop: int = 10,
+    tolerance: float = math.radians(0.5),
+) -> float:
+    """Rotation centre in detector pixels from the left edge (tomopy's convention).
+
+    ``projections`` ``(angles, rows, cols)`` or a sinogram ``(angles, cols)``, normalised
+    (``-log``). ``method="vo"`` (default) uses the sinogram of ``row`` (default: the middle row)
+    over a half turn and searches ``search = (lowest, highest)`` centres (default: the middle half
+    of the detector); ``ratio`` is the object's width over the detector's, ``drop`` the lowest
+    angular frequencies left out. ``method="phase"`` registers the projections at ``theta0`` and
+    ``theta0 + 180°`` (within ``tolerance`` radians) over all rows.
+
+    >>> import numpy as np
+    >>> from napari_tomoml.recon import project
+    >>> theta = np.linspace(0, np.pi, 181)
+    >>> sino = project(np.pad(np.ones((8, 8), np.float32), 28), theta, center=33.0, device="cpu")
+    >>> round(find_center(sino, theta, method="phase"), 1)
+    33.0
+    """
+    proj, _ = v.as_stack(projections, "projections")
+    if isinstance(proj, torch.Tensor):
+        proj = proj.detach().cpu().numpy()
+    proj = np.asarray(proj, dtype=np.float64)
+    n_angles, n_rows, n_det = proj.shape
+    theta = v.as_theta(theta, n_angles)
+    if method not in METHODS:
+        raise InputError(f"unknown centre method {method!r}; choose one of {', '.join(METHODS)}")
+    if method == "phase":
+        return _find_center_phase(proj, theta, tolerance)
+    row = n_rows // 2 if row is None else row
+    if not 0 <= row < n_rows:
+        raise InputError(f"row={row} is outside the projections' {n_rows} rows")
+    lo, hi = search if search is not None else (n_det / 4, 3 * n_det / 4)
+    if not 0 <= lo < hi <= n_det:
+        raise InputError(f"search={search!r} must be (lowest, highest) centres within 0..{n_det}")
+    half = _half_turn(theta)
+    if len(half) < 8:
+        raise InputError(f"the centre search needs at least 8 angles over a half turn; got {len(half)}")
+    return _find_center_vo(proj[half, row, :], (lo, hi), ratio, drop)
+
+
+def center_stack(
+    projections, theta, centers, *, row: int | None = None, filter_name: str = "ramp", device="auto"
+):
+    """FBP slices of one row at several trial centres, ``(len(centers), n, n)``, to compare by eye.
+
+    All centres share one geometry: each copy of the sinogram is shifted so its trial axis lands
+    in the middle of a padded detector, which makes the whole stack a single batched FBP.
+
+    >>> import numpy as np
+    >>> theta = np.linspace(0, np.pi, 90, endpoint=False)
+    >>> center_stack(np.ones((90, 2, 32), np.float32), theta, [15.5, 16.0, 16.5], device="cpu").shape
+    (3, 32, 32)
+    """
+    proj, _ = v.as_stack(projections, "projections")
+    if isinstance(proj, torch.Tensor):
+        proj = proj.detach().cpu().numpy()
+    n_angles, n_rows, n_det = proj.shape
+    theta = v.as_theta(theta, n_angles)
+    centers = np.atleast_1d(np.asarray(centers, dtype=np.float64))
+    for c in centers:
+        v.as_center(c, n_det)
+    row = n_rows // 2 if row is None else row
+    if not 0 <= row < n_rows:
+        raise InputError(f"row={row} is outside the projections' {n_rows} rows")
+    margin = int(math.ceil(np.abs(centers - n_det / 2).max())) + 1
+    sino = np.pad(np.asarray(proj[:, row, :], dtype=np.float64), ((0, 0), (margin, margin)))
+    # move each trial axis to the middle of the padded detector
+    stack = _fourier_shift(np.broadcast_to(sino, (len(centers), *sino.shape)), (n_det / 2 - centers)[:, None])
+    stack = np.ascontiguousarray(stack.transpose(1, 0, 2), dtype=np.float32)
+    slices = fbp(stack, theta, filter_name=filter_name, n=n_det, device=device)
+    return slices * circle_mask(n_det)

@@ -1,0 +1,180 @@
+"""Reconstruct a volume from projections: the one task behind the widget, the CLI and scripts.
+
+>>> import numpy as np
+>>> from napari_tomoml.recon import project
+>>> from napari_tomoml.sim.phantom import shepp_logan_3d
+>>> theta = np.linspace(0, np.pi, 90, endpoint=False)
+>>> proj = project(shepp_logan_3d(32, 4), theta, device="cpu")
+>>> volume, meta = reconstruct(proj, theta, algorithm="fbp", device="cpu")
+>>> volume.shape, meta["algorithm"], meta["center"]
+((4, 32, 32), 'fbp', 16.0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import numpy as np
+
+from ..progress import Progress, ProgressArg, run_to_end
+from ..recon import _validate as v
+from ..recon.fbp import BACKENDS, fbp_steps
+from ..recon.filters import filter_response
+from ..recon.iterative import cgls_steps, sirt_steps, solve_steps
+
+ALGORITHMS = ("fbp", "sirt", "cgls", "tv")
+DEFAULT_ITERATIONS = {"sirt": 100, "cgls": 30, "tv": 100}
+
+
+def _row_range(rows, n_rows: int) -> tuple[int, int]:
+    if rows is None:
+        return 0, n_rows
+    start, stop = (rows.start, rows.stop) if isinstance(rows, slice) else rows
+    start = 0 if start is None else int(start)
+    stop = n_rows if stop is None else int(stop)
+    if not 0 <= start < stop <= n_rows:
+        raise v.InputError(f"rows={rows!r} must select rows within 0..{n_rows} (start < stop)")
+    return start, stop
+
+
+def reconstruct_steps(
+    projections,
+    theta,
+    *,
+    algorithm: str = "fbp",
+    center: float | None = None,
+    filter_name: str = "ramp",
+    n_iter: int | None = None,
+    tv: float = 0.01,
+    rows=None,
+    device="auto",
+    backend: str = "torch",
+    chunk_rows: int | None = None,
+) -> Generator[Progress, None, tuple[np.ndarray, dict[str, Any]]]:
+    """Reconstruct, yielding :class:`Progress` per batch of rows (FBP) or per iteration.
+
+    ``projections`` are line integrals ``(angles, rows, cols)`` (or one sinogram); ``theta`` in
+    radians; ``algorithm`` fbp, sirt, cgls or tv (:func:`~napari_tomoml.recon.solve` with total
+    variation ``tv``); ``rows`` a slice or ``(start, stop)`` of detector rows; ``chunk_rows`` rows
+    per batch (default: by memory for FBP, 8 for iterative methods). Returns ``(volume, metadata)``,
+    volume ``(rows, n, n)`` float32 numpy.
+
+    >>> from napari_tomoml.progress import run_to_end
+    >>> volume, meta = run_to_end(reconstruct_steps(proj, theta, algorithm="sirt"))   # doctest: +SKIP
+    """
+    if algorithm not in ALGORITHMS:
+        raise v.InputError(f"unknown algorithm {algorithm!r}; choose one of {', '.join(ALGORITHMS)}")
+    if backend not in BACKENDS:
+        raise v.InputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if algorithm != "fbp" and backend != "torch":
+        raise v.InputError(f"the {backend!r} backend only does FBP; use backend='torch' for {algorithm}")
+    proj, _ = v.as_stack(projections, "projections")
+    n_angles, n_rows, n_det = proj.shape
+    theta = v.as_theta(theta, n_angles)
+    center = v.as_center(center, n_det)
+    start, stop = _row_range(rows, n_rows)
+    filter_response(filter_name, 64)  # an unknown filter fails now, not after the first batch
+    n_iter = DEFAULT_ITERATIONS.get(algorithm) if n_iter is None else n_iter
+    selected = proj[:, start:stop]
+
+    if algorithm == "fbp":
+        volume = yield from fbp_steps(
+            selected, theta, center, filter_name, device=device, backend=backend, chunk=chunk_rows
+        )
+    else:
+        volume = yield from _iterative_steps(
+            selected, theta, center, algorithm, n_iter, tv, device, chunk_rows or 8
+        )
+
+    from .. import __version__
+
+    parameters = {
+        "algorithm": algorithm,
+        "center": center,
+        "rows": [start, stop],
+        "device": str(device),
+        "backend": backend,
+    }
+    if algorithm == "fbp":
+        parameters["filter_name"] = filter_name
+    else:
+        parameters["n_iter"] = int(n_iter)
+    if algorithm == "tv":
+        parameters["tv"] = float(tv)
+    metadata = {
+        "task": "reconstruct",
+        "algorithm": algorithm,
+        "parameters": parameters,
+        "center": center,
+        "theta_range_deg": [float(np.degrees(theta.min())), float(np.degrees(theta.max()))],
+        "n_angles": int(n_angles),
+        "version": __version__,
+    }
+    return np.asarray(volume, dtype=np.float32), metadata
+
+
+def _iterative_steps(proj, theta, center, algorithm, n_iter, tv, device, chunk_rows):
+    """Run an iterative method over batches of rows, re-counting its progress over the whole volume."""
+    n_rows = proj.shape[1]
+    starts = range(0, n_rows, chunk_rows)
+    total = len(starts) * n_iter
+    pieces = []
+    for b, start in enumerate(starts):
+        rows = np.asarray(proj[:, start : start + chunk_rows])
+        if algorithm == "sirt":
+            steps = sirt_steps(rows, theta, center=center, n_iter=n_iter, device=device)
+        elif algorithm == "cgls":
+            steps = cgls_steps(rows, theta, center=center, n_iter=n_iter, device=device)
+        else:
+            steps = solve_steps(rows, theta, center=center, tv=tv, n_iter=n_iter, device=device)
+        while True:
+            try:
+                p = next(steps)
+            except StopIteration as stop:
+                pieces.append(stop.value)
+                break
+            yield Progress(
+                b * n_iter + p.done, total, f"{p.message} rows {start}-{start + rows.shape[1] - 1}", p.data
+            )
+    return np.concatenate(pieces, axis=0)
+
+
+def reconstruct(
+    projections,
+    theta,
+    *,
+    algorithm: str = "fbp",
+    center: float | None = None,
+    filter_name: str = "ramp",
+    n_iter: int | None = None,
+    tv: float = 0.01,
+    rows=None,
+    device="auto",
+    backend: str = "torch",
+    chunk_rows: int | None = None,
+    progress: ProgressArg = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Reconstruct a volume ``(rows, n, n)`` and its provenance metadata; see :func:`reconstruct_steps`.
+
+    >>> import numpy as np
+    >>> volume, meta = reconstruct(np.zeros((30, 2, 16), np.float32), np.linspace(0, np.pi, 30), device="cpu")
+    >>> volume.shape, meta["task"]
+    ((2, 16, 16), 'reconstruct')
+    """
+    return run_to_end(
+        reconstruct_steps(
+            projections,
+            theta,
+            algorithm=algorithm,
+            center=center,
+            filter_name=filter_name,
+            n_iter=n_iter,
+            tv=tv,
+            rows=rows,
+            device=device,
+            backend=backend,
+            chunk_rows=chunk_rows,
+        ),
+        progress,
+    )

@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+
+import napari_tomoml as tm
+from napari_tomoml.errors import InputError
+from napari_tomoml.progress import run_to_end
+from napari_tomoml.recon import project
+from napari_tomoml.sim.phantom import shepp_logan_3d
+from napari_tomoml.tasks.reconstruct import reconstruct, reconstruct_steps
+
+N, ROWS = 32, 5
+
+
+@pytest.fixture(scope="module")
+def scan():
+    theta = np.linspace(0, np.pi, 60, endpoint=False)
+    vol = shepp_logan_3d(N, ROWS)
+    return vol, theta, project(vol, theta, center=N / 2 + 1.5, device="cpu")
+
+
+@pytest.mark.parametrize("algorithm", ["fbp", "sirt", "cgls", "tv"])
+def test_each_algorithm_gives_a_volume_with_provenance(scan, algorithm):
+    vol, theta, proj = scan
+    volume, meta = reconstruct(
+        proj,
+        theta,
+        algorithm=algorithm,
+        center=N / 2 + 1.5,
+        n_iter=20,
+        rows=(1, 4),
+        device="cpu",
+        chunk_rows=2,
+    )
+    assert volume.shape == (3, N, N) and volume.dtype == np.float32
+    assert np.sqrt(np.mean((volume - vol[1:4]) ** 2)) < 0.15
+    assert meta["task"] == "reconstruct" and meta["algorithm"] == algorithm
+    assert meta["center"] == N / 2 + 1.5 and meta["parameters"]["rows"] == [1, 4]
+    assert meta["theta_range_deg"] == pytest.approx([0.0, 177.0]) and meta["version"] == tm.__version__
+
+
+def test_progress_is_reported_per_batch_and_can_stop_early(scan):
+    _, theta, proj = scan
+    seen = []
+    run_to_end(
+        reconstruct_steps(proj, theta, algorithm="sirt", n_iter=4, device="cpu", chunk_rows=2), seen.append
+    )
+    assert [p.done for p in seen] == list(range(1, 13)) and seen[-1].total == 12
+    steps = reconstruct_steps(proj, theta, algorithm="sirt", n_iter=1000, device="cpu")
+    next(steps)
+    steps.close()  # what a cancelled worker does: no error, nothing left running
+
+
+def test_public_name(scan):
+    _, theta, proj = scan
+    volume, _ = tm.reconstruct(proj[:, :1], theta, device="cpu")
+    assert volume.shape == (1, N, N)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"theta": np.linspace(0, np.pi, 59)}, "theta has 59 angles"),
+        ({"center": -3.0}, "outside the detector"),
+        ({"center": N + 5.0}, "outside the detector"),
+        ({"projections": np.zeros((60, 2, 3, N))}, "4-D"),
+        ({"projections": np.zeros(60)}, "1-D"),
+        ({"projections": np.zeros((60, 0, N))}, "empty"),
+        ({"projections": np.full((60, 2, N), np.nan)}, "entirely NaN"),
+        ({"algorithm": "art"}, "unknown algorithm"),
+        ({"filter_name": "box"}, "unknown filter"),
+        ({"rows": (4, 2)}, "rows="),
+        ({"algorithm": "sirt", "backend": "astra"}, "only does FBP"),
+    ],
+)
+def test_bad_input_is_an_input_error(scan, change, message):
+    _, theta, proj = scan
+    args = {"projections": proj, "theta": theta, **change}
+    with pytest.raises(InputError, match=message):
+        reconstruct(args.pop("projections"), args.pop("theta"), device="cpu", **args)
+
+
+def test_partial_nan_is_reported_with_a_count(scan):
+    _, theta, proj = scan
+    bad = proj.copy()
+    bad[3, 1, 5] = np.nan
+    with pytest.raises(InputError, match="1 NaN"):
+        reconstruct(bad, theta, device="cpu")
