@@ -1,0 +1,345 @@
+"""``tomoml``: the command line for batch jobs (no napari, no Qt).
+
+    tomoml info SCAN
+    tomoml reconstruct SCAN OUT [--algorithm fbp|sirt|cgls|tv] [--center C|auto] [--filter ramp]
+                                [--rows A:B] [--n-iter N] [--device auto] [--overwrite]
+    tomoml denoise VOLUME OUT [--model NAME|PATH] [--device auto] [--overwrite]
+    tomoml train tomogan OUT (--pairs PAIRS.h5 | --noisy VOL --clean VOL) [--steps N] ...
+    tomoml import-tomogan KERAS_H5 OUT
+
+Every command drives the same ``*_steps`` generators as the napari widgets, with a progress bar
+on stderr. A :class:`~napari_tomoml.errors.TomomlError` is printed as ``tomoml: error: ...`` and
+the exit code is 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_ERROR = 2
+VOLUME_SUFFIXES = (".tif", ".tiff", ".h5", ".hdf5", ".zarr", ".npy")
+
+
+# ---------------------------------------------------------------------------- helpers
+def _error(message: str) -> int:
+    print(f"tomoml: error: {message}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def parse_rows(text: str | None) -> slice | None:
+    """``"a:b"`` → ``slice(a, b)`` (either side may be empty); ``None`` → all rows."""
+    from .errors import InputError
+
+    if text is None or text in ("", ":"):
+        return None
+    parts = text.split(":")
+    if len(parts) != 2:
+        raise InputError(f"--rows {text!r}: expected START:STOP, e.g. 100:200 (or 100: or :200)")
+    try:
+        start = int(parts[0]) if parts[0].strip() else None
+        stop = int(parts[1]) if parts[1].strip() else None
+    except ValueError:
+        raise InputError(f"--rows {text!r}: START and STOP must be whole numbers") from None
+    if start is not None and stop is not None and stop <= start:
+        raise InputError(f"--rows {text!r}: STOP must be larger than START")
+    return slice(start, stop)
+
+
+def parse_center(text: str | None) -> float | str | None:
+    from .errors import InputError
+
+    if text is None or text.lower() == "auto":
+        return "auto" if text is not None else None
+    try:
+        return float(text)
+    except ValueError:
+        raise InputError(f"--center {text!r}: give a number of detector pixels or 'auto'") from None
+
+
+def _check_output(out: Path, overwrite: bool) -> None:
+    from .errors import InputError
+
+    if out.suffix.lower() not in VOLUME_SUFFIXES:
+        raise InputError(
+            f"output {str(out)!r}: unknown format {out.suffix or '(no extension)'!r}; "
+            f"use one of {', '.join(VOLUME_SUFFIXES)}"
+        )
+    if out.exists() and not overwrite:
+        raise InputError(f"output {str(out)!r} exists; pass --overwrite to replace it")
+
+
+def write_volume(out: Path, volume: Any, *, overwrite: bool = False, metadata: dict | None = None) -> Path:
+    """Write ``volume`` by the extension of ``out`` (.tif/.tiff/.h5/.hdf5/.zarr/.npy)."""
+    import inspect
+
+    import numpy as np
+
+    _check_output(out, overwrite)
+    suffix = out.suffix.lower()
+    if suffix == ".npy":
+        np.save(out, np.asarray(volume))
+        return out
+    from .io import writers
+
+    func = {
+        ".tif": writers.write_tiff_stack,
+        ".tiff": writers.write_tiff_stack,
+        ".h5": writers.write_hdf5,
+        ".hdf5": writers.write_hdf5,
+        ".zarr": writers.write_zarr,
+    }[suffix]
+    kwargs: dict[str, Any] = {"overwrite": overwrite}
+    if metadata is not None and "metadata" in inspect.signature(func).parameters:
+        kwargs["metadata"] = _jsonable(metadata)
+    func(out, volume, **kwargs)
+    return out
+
+
+def _jsonable(meta: dict) -> dict:
+    from ._writer import jsonable  # Qt-free
+
+    return jsonable(meta)
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    return not args.quiet
+
+
+# ---------------------------------------------------------------------------- commands
+def cmd_info(args: argparse.Namespace) -> int:
+    from . import load_scan
+
+    scan = load_scan(Path(args.path))
+    print(scan.summary())
+    return 0
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    out = Path(args.output)
+    _check_output(out, args.overwrite)  # cheap checks first: fail before reading anything
+    rows = parse_rows(args.rows)
+    center = parse_center(args.center)
+
+    import numpy as np
+
+    from . import load_scan, normalize
+    from .progress import run_to_end
+    from .tasks.reconstruct import reconstruct_steps
+
+    scan = load_scan(Path(args.input))
+    proj, flats, darks = scan.projections, scan.flats, scan.darks
+    if rows is not None:
+        proj = proj[:, rows]
+        flats = None if flats is None else flats[:, rows]
+        darks = None if darks is None else darks[:, rows]
+        if proj.shape[1] == 0:
+            from .errors import InputError
+
+            raise InputError(f"--rows {args.rows}: no rows selected (the scan has {scan.projections.shape[1]})")
+    if args.no_normalize:
+        sino = np.asarray(proj, dtype=np.float32)
+    else:
+        sino = normalize(proj, flats, darks, zinger_threshold=args.zinger)
+    if center == "auto":
+        from . import find_center
+
+        center = float(find_center(sino, scan.theta))
+        print(f"rotation centre (found): {center:.2f} px", file=sys.stderr)
+    elif center is None and scan.metadata.get("center") is not None:
+        center = float(scan.metadata["center"])  # the file's own value
+    options: dict[str, Any] = {
+        "algorithm": args.algorithm,
+        "center": center,
+        "filter_name": args.filter,
+        "device": args.device,
+    }
+    if args.n_iter is not None:
+        options["n_iter"] = args.n_iter
+    volume, meta = run_to_end(reconstruct_steps(sino, scan.theta, **options), progress=_progress(args))
+    meta = dict(meta or {})
+    meta.setdefault("source", str(args.input))
+    if rows is not None:
+        meta["rows"] = [rows.start, rows.stop]
+    write_volume(out, volume, overwrite=args.overwrite, metadata=meta)
+    c = meta.get("center")
+    c_text = f", centre {c:.2f} px" if isinstance(c, (int, float)) else ""
+    print(f"wrote {out} ({' x '.join(map(str, np.shape(volume)))} {args.algorithm}{c_text})")
+    return 0
+
+
+def _read_volume(path: Path):
+    """A volume (z, y, x) from .npy, a TIFF stack, HDF5 (/exchange/data) or zarr (the first array)."""
+    import numpy as np
+
+    from . import load_scan
+
+    if path.suffix.lower() == ".npy" and path.is_file():
+        return np.load(path, mmap_mode="r")
+    return load_scan(path).projections  # the io readers treat any 3-D stack alike
+
+
+def cmd_denoise(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .progress import run_to_end
+    from .tasks.denoise import denoise_steps
+
+    out = Path(args.output)
+    _check_output(out, args.overwrite)
+    volume = _read_volume(Path(args.input))
+    result = run_to_end(denoise_steps(volume, model=args.model, device=args.device), progress=_progress(args))
+    if isinstance(result, tuple):
+        denoised, meta = result
+    else:
+        denoised, meta = result, {}
+    meta = dict(meta or {})
+    meta.setdefault("source", str(args.input))
+    write_volume(out, denoised, overwrite=args.overwrite, metadata=meta)
+    print(f"wrote {out} ({' x '.join(map(str, np.shape(denoised)))}, model {args.model})")
+    return 0
+
+
+def cmd_train_tomogan(args: argparse.Namespace) -> int:
+    from ._widgets._training import train_and_save_steps
+    from .errors import InputError
+    from .progress import run_to_end
+
+    if bool(args.pairs) == bool(args.noisy or args.clean):
+        raise InputError("give either --pairs FILE.h5 or both --noisy and --clean volumes")
+    if args.pairs:
+        source: dict[str, Any] = {"hdf5": args.pairs}
+    else:
+        if not (args.noisy and args.clean):
+            raise InputError("--noisy and --clean go together")
+        source = {"noisy": _read_volume(Path(args.noisy)), "clean": _read_volume(Path(args.clean)),
+                  "val_fraction": args.val_fraction}
+    out = Path(args.output)
+    weights = out if out.suffix == ".safetensors" else out.with_name(out.name + ".safetensors")
+    if weights.exists() and not args.overwrite:
+        raise InputError(f"model {str(weights)!r} exists; pass --overwrite to replace it")
+    options: dict[str, Any] = {
+        "depth": args.depth, "steps": args.steps, "batch": args.batch, "crop": args.crop,
+        "val_every": args.val_every, "seed": args.seed, "device": args.device,
+        "losses": {"lambda_mse": args.lambda_mse, "lambda_adv": args.lambda_adv, "lambda_vgg": args.lambda_vgg},
+    }
+    if args.vgg:
+        options["vgg"] = args.vgg
+    path, best = run_to_end(train_and_save_steps(source, str(out), options), progress=_progress(args))
+    scores = ", ".join(f"{k} {v:.4g}" for k, v in best.items() if k in ("psnr", "ssim", "val_loss"))
+    print(f"wrote {path}" + (f" (best validation: {scores})" if scores else ""))
+    return 0
+
+
+def cmd_import_tomogan(args: argparse.Namespace) -> int:
+    from . import import_tomogan_keras
+
+    path = import_tomogan_keras(Path(args.keras_h5), Path(args.output))
+    print(f"wrote {path}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="tomoml",
+        description="Machine-learning methods for X-ray tomography: read, reconstruct, denoise.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("info", help="print a summary of a scan (shape, angles, flats/darks)")
+    p.add_argument("path", help="scan file or folder (.h5/.hdf5/.nxs/.npy/.zarr/.tif or a TIFF folder)")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser(
+        "reconstruct",
+        help="normalise a scan and reconstruct a volume",
+        description="Load a scan, normalise it with its flats/darks (−log), reconstruct, and write "
+        "the volume by the output's extension (.tif/.tiff/.h5/.hdf5/.zarr/.npy).",
+    )
+    p.add_argument("input", help="scan file or folder")
+    p.add_argument("output", help="volume to write (.tif, .tiff, .h5, .hdf5, .zarr, .npy)")
+    p.add_argument("--algorithm", default="fbp", choices=["fbp", "sirt", "cgls", "tv"])
+    p.add_argument("--center", default=None, help="rotation centre in detector pixels, or 'auto' (default: "
+                   "the value in the file, else the detector middle)")
+    p.add_argument("--filter", default="ramp", help="FBP filter (default: ramp)")
+    p.add_argument("--rows", default=None, help="detector rows START:STOP to reconstruct (default: all)")
+    p.add_argument("--n-iter", type=int, default=None, help="iterations for sirt/cgls/tv")
+    p.add_argument("--zinger", type=float, default=None, help="remove zingers above this threshold")
+    p.add_argument("--no-normalize", action="store_true", help="the input already holds line integrals")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_reconstruct)
+
+    p = sub.add_parser("denoise", help="denoise a reconstructed volume with a trained model")
+    p.add_argument("input", help="volume (.npy/.tif/.h5/.zarr)")
+    p.add_argument("output", help="volume to write (.tif, .tiff, .h5, .hdf5, .zarr, .npy)")
+    p.add_argument("--model", default="tomogan-lowdose", help="bundled model name or model file path")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_denoise)
+
+    p = sub.add_parser("train", help="train a model (train tomogan ...)")
+    train_sub = p.add_subparsers(dest="model", metavar="MODEL")
+    t = train_sub.add_parser(
+        "tomogan",
+        help="train a TomoGAN denoiser on noisy/clean volume pairs",
+        description="Train TomoGAN on paired volumes: --pairs FILE.h5 (datasets train_ns, train_gt, "
+        "test_ns, test_gt) or --noisy VOLUME --clean VOLUME (the last slices are held out for validation).",
+    )
+    t.add_argument("output", help="model to write (OUTPUT.safetensors + OUTPUT.json)")
+    t.add_argument("--pairs", help="HDF5 with train_ns/train_gt/test_ns/test_gt")
+    t.add_argument("--noisy", help="noisy volume (.npy/.tif/.h5/.zarr)")
+    t.add_argument("--clean", help="clean volume, same shape")
+    t.add_argument("--val-fraction", type=float, default=0.2, help="slices held out for validation")
+    t.add_argument("--depth", type=int, default=3, choices=[1, 3, 5, 7], help="adjacent slices in")
+    t.add_argument("--steps", type=int, default=1000)
+    t.add_argument("--batch", type=int, default=8)
+    t.add_argument("--crop", type=int, default=64)
+    t.add_argument("--val-every", type=int, default=50)
+    t.add_argument("--lambda-mse", type=float, default=1.0)
+    t.add_argument("--lambda-adv", type=float, default=1e-3)
+    t.add_argument("--lambda-vgg", type=float, default=0.0, help="perceptual loss weight (needs --vgg)")
+    t.add_argument("--vgg", help="VGG19 weights for the perceptual loss")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="auto")
+    t.add_argument("--overwrite", action="store_true")
+    t.add_argument("-q", "--quiet", action="store_true")
+    t.set_defaults(func=cmd_train_tomogan)
+
+    p = sub.add_parser("import-tomogan", help="convert the published Keras TomoGAN generator into a model file")
+    p.add_argument("keras_h5", help="the published TomoGAN.h5 (Keras)")
+    p.add_argument("output", help="model file to write (safetensors + JSON card)")
+    p.set_defaults(func=cmd_import_tomogan)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (0 success, 2 for a reported error)."""
+    from .errors import TomomlError
+
+    parser = build_parser()
+    args = parser.parse_args(None if argv is None else list(argv))
+    if getattr(args, "func", None) is None:
+        parser.print_help(sys.stderr)
+        return EXIT_ERROR
+    try:
+        return int(args.func(args) or 0)
+    except TomomlError as exc:
+        return _error(str(exc))
+    except KeyboardInterrupt:
+        return _error("interrupted")
+    except MemoryError:
+        return _error("out of memory: try --rows to reconstruct a slab at a time, or another --device")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

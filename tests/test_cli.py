@@ -1,0 +1,195 @@
+"""The ``tomoml`` command line, in-process and once as a real subprocess."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_tomoml import cli
+from napari_tomoml.io.scan import Scan
+from napari_tomoml.io.writers import write_hdf5
+
+N_ANGLES, N_ROWS, N_COLS = 60, 3, 32
+
+
+@pytest.fixture
+def scan_h5(tmp_path) -> Path:
+    """A tiny DXchange file: a disc of uniform attenuation, with flats and darks."""
+    theta = np.linspace(0, np.pi, N_ANGLES, endpoint=False)
+    x = np.arange(N_COLS) - (N_COLS - 1) / 2
+    chord = 2 * np.sqrt(np.clip(10.0**2 - x**2, 0, None))  # path length through a radius-10 disc
+    line = 0.05 * chord
+    flat, dark = 1000.0, 10.0
+    counts = dark + (flat - dark) * np.exp(-line)
+    proj = np.broadcast_to(counts, (N_ANGLES, N_ROWS, N_COLS)).astype(np.float32)
+    flats = np.full((2, N_ROWS, N_COLS), flat, np.float32)
+    darks = np.full((2, N_ROWS, N_COLS), dark, np.float32)
+    return write_hdf5(tmp_path / "disc.h5", Scan(proj, theta, flats, darks))
+
+
+def test_info_prints_summary(scan_h5, capsys):
+    assert cli.main(["info", str(scan_h5)]) == 0
+    out = capsys.readouterr().out
+    assert f"{N_ANGLES} x {N_ROWS} x {N_COLS}" in out
+    assert "flats: 2, darks: 2" in out
+
+
+def test_missing_file_exits_2_with_message(tmp_path, capsys):
+    missing = tmp_path / "nope.h5"
+    assert cli.main(["info", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tomoml: error:") and "nope.h5" in err and "Traceback" not in err
+
+
+def test_no_command_prints_help(capsys):
+    assert cli.main([]) == 2
+    assert "reconstruct" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [(None, None), ("2:5", slice(2, 5)), ("3:", slice(3, None)), (":4", slice(None, 4))],
+)
+def test_parse_rows(text, expected):
+    assert cli.parse_rows(text) == expected
+
+
+@pytest.mark.parametrize("text", ["5", "a:b", "5:2", "1:2:3"])
+def test_bad_rows_is_a_clean_error(scan_h5, tmp_path, capsys, text):
+    code = cli.main(["reconstruct", str(scan_h5), str(tmp_path / "r.npy"), "--rows", text, "-q"])
+    assert code == 2
+    assert "--rows" in capsys.readouterr().err
+
+
+def test_unknown_output_format(scan_h5, tmp_path, capsys):
+    assert cli.main(["reconstruct", str(scan_h5), str(tmp_path / "r.png"), "-q"]) == 2
+    assert "unknown format" in capsys.readouterr().err
+
+
+def test_existing_output_needs_overwrite(scan_h5, tmp_path, capsys):
+    out = tmp_path / "r.npy"
+    out.write_bytes(b"")
+    assert cli.main(["reconstruct", str(scan_h5), str(out), "-q"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_cli_does_not_import_qt_or_napari(scan_h5):
+    code = (
+        "import sys; from napari_tomoml import cli; cli.main(['info', sys.argv[1]]); "
+        "import napari_tomoml._widgets._training; "
+        "bad = [m for m in ('napari', 'qtpy', 'PySide6', 'PyQt5', 'PyQt6', 'magicgui') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(scan_h5)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+
+
+def _disc_recon_ok(volume: np.ndarray) -> None:
+    """The reconstructed disc: about 0.05 / px inside, about 0 outside."""
+    assert volume.shape == (N_ROWS, N_COLS, N_COLS) or volume.shape[1:] == (N_COLS, N_COLS)
+    mid = volume[0]
+    c = N_COLS // 2
+    assert float(mid[c - 3 : c + 3, c - 3 : c + 3].mean()) == pytest.approx(0.05, abs=0.01)
+    assert abs(float(mid[:3, :3].mean())) < 0.01
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".tif", ".h5", ".zarr"])
+def test_reconstruct_writes_by_extension(scan_h5, tmp_path, capsys, suffix):
+    from napari_tomoml import load_scan
+
+    out = tmp_path / f"rec{suffix}"
+    assert cli.main(["reconstruct", str(scan_h5), str(out), "--center", str(N_COLS / 2), "-q"]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    volume = np.load(out) if suffix == ".npy" else np.asarray(load_scan(out).projections)
+    _disc_recon_ok(volume)
+
+
+def test_reconstruct_rows_auto_centre_sirt(scan_h5, tmp_path, capsys):
+    out = tmp_path / "rec.npy"
+    code = cli.main(["reconstruct", str(scan_h5), str(out), "--rows", "1:3", "--center", "auto",
+                     "--algorithm", "sirt", "--n-iter", "30", "--device", "cpu", "-q"])
+    assert code == 0, capsys.readouterr().err
+    assert "rotation centre (found)" in capsys.readouterr().err
+    volume = np.load(out)
+    assert volume.shape == (2, N_COLS, N_COLS)
+    _disc_recon_ok(volume)
+
+
+def test_reconstruct_refuses_to_overwrite_then_overwrites(scan_h5, tmp_path, capsys):
+    out = tmp_path / "rec.npy"
+    assert cli.main(["reconstruct", str(scan_h5), str(out), "-q"]) == 0
+    assert cli.main(["reconstruct", str(scan_h5), str(out), "-q"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert cli.main(["reconstruct", str(scan_h5), str(out), "-q", "--overwrite", "--filter", "hann"]) == 0
+
+
+def test_unknown_filter_is_a_clean_error(scan_h5, tmp_path, capsys):
+    assert cli.main(["reconstruct", str(scan_h5), str(tmp_path / "r.npy"), "--filter", "nope", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "nope" in err and "Traceback" not in err
+
+
+def test_console_script_end_to_end(scan_h5, tmp_path):
+    """The installed ``tomoml`` command, as a user runs it: progress on stderr, exit codes."""
+    exe = Path(sys.executable).with_name("tomoml")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "napari_tomoml.cli"]
+    out = tmp_path / "rec.tif"
+    proc = subprocess.run([*cmd, "reconstruct", str(scan_h5), str(out)], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert out.is_file() and f"wrote {out}" in proc.stdout
+    bad = subprocess.run([*cmd, "info", str(tmp_path / "missing.h5")], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2
+    assert "missing.h5" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.fixture
+def pair_files(tmp_path, rng):
+    from scipy import ndimage
+
+    clean = ndimage.gaussian_filter(rng.random((6, 32, 32)), 2).astype(np.float32)
+    noisy = (clean + 0.05 * rng.standard_normal(clean.shape)).astype(np.float32)
+    np.save(tmp_path / "noisy.npy", noisy)
+    np.save(tmp_path / "clean.npy", clean)
+    return tmp_path / "noisy.npy", tmp_path / "clean.npy"
+
+
+def test_train_then_denoise(pair_files, tmp_path, capsys):
+    noisy, clean = pair_files
+    model = tmp_path / "models" / "mine"
+    code = cli.main(["train", "tomogan", str(model), "--noisy", str(noisy), "--clean", str(clean),
+                     "--steps", "2", "--batch", "2", "--crop", "16", "--depth", "1", "--val-every", "1",
+                     "--lambda-adv", "0", "--device", "cpu", "-q"])
+    assert code == 0, capsys.readouterr().err
+    assert "wrote" in capsys.readouterr().out
+    weights = model.with_name("mine.safetensors")
+    assert weights.is_file() and model.with_name("mine.json").is_file()
+
+    out = tmp_path / "denoised.tif"
+    assert cli.main(["denoise", str(noisy), str(out), "--model", str(weights), "--device", "cpu", "-q"]) == 0
+    from napari_tomoml import load_scan
+
+    assert load_scan(out).projections.shape == (6, 32, 32)
+
+
+def test_train_needs_data(tmp_path, capsys):
+    assert cli.main(["train", "tomogan", str(tmp_path / "m"), "-q"]) == 2
+    assert "--pairs" in capsys.readouterr().err
+    assert cli.main(["train"]) == 2
+
+
+def test_denoise_with_unknown_model_is_a_clean_error(pair_files, tmp_path, capsys):
+    noisy, _ = pair_files
+    assert cli.main(["denoise", str(noisy), str(tmp_path / "d.npy"), "--model", "no-such-model", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "no-such-model" in err and "Traceback" not in err
+
+
+def test_import_tomogan(shared_data, tmp_path, capsys):
+    keras = shared_data / "tomogan_published" / "TomoGAN.h5"
+    assert cli.main(["import-tomogan", str(keras), str(tmp_path / "published")]) == 0
+    assert (tmp_path / "published.safetensors").is_file()
