@@ -1,0 +1,1 @@
+"""Inference helpers shared by every model: the overlapping-tile predictor."""

@@ -1,0 +1,1 @@
+"""Torch networks, model files (safetensors + JSON card) and importers of published weights."""

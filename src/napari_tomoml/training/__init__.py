@@ -1,0 +1,1 @@
+"""Training: the generic Trainer, losses, metrics, paired datasets and the TomoGAN recipe."""

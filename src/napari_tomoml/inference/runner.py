@@ -1,0 +1,30 @@
+"""Turn a torch network into the NumPy batch function the tiler calls."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def torch_predictor(module: nn.Module, device: torch.device, *, channels_last: bool = True) -> Callable[[np.ndarray], np.ndarray]:
+    """A ``(B, C, h, w) -> (B, 1, h, w)`` float32 NumPy function running ``module`` in inference mode.
+
+    ``channels_last`` memory layout makes convolutions markedly faster on CPU (oneDNN) and on
+    recent GPUs; it changes no result beyond float rounding.
+
+    >>> f = torch_predictor(nn.Conv2d(3, 1, 1), torch.device("cpu"))
+    >>> f(np.zeros((2, 3, 8, 8), np.float32)).shape
+    (2, 1, 8, 8)
+    """
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    module = module.to(device=device, memory_format=memory_format).eval()
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(device).to(memory_format=memory_format)
+            return module(x).float().cpu().numpy()
+
+    return predict
