@@ -204,7 +204,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
 
 
 def cmd_train_tomogan(args: argparse.Namespace) -> int:
-    from ._widgets._training import train_and_save_steps
+    from .tasks.train import train_and_save_steps
     from .errors import InputError
     from .progress import run_to_end
 

@@ -34,7 +34,7 @@ from qtpy.QtWidgets import (
 
 from ..progress import Progress
 from ._layers import LayerCombo, is_volume
-from ._training import train_and_save_steps
+from ..tasks.train import train_and_save_steps
 from ._worker import TaskRunner
 
 if TYPE_CHECKING:

@@ -156,6 +156,7 @@ def train_tomogan_steps(
     vgg: nn.Module | None = None,
     val_every: int = 100,
     val_slices: int = 8,
+    val_crop: int | None = 256,
     patience: int | None = None,
     lr_schedule: str | None = "cosine",
     checkpoint_dir: str | Path | None = None,
@@ -165,7 +166,8 @@ def train_tomogan_steps(
     """Train a TomoGAN generator on paired volumes; yields Progress, returns (best generator, result).
 
     The generator is initialised from ``seed`` and every batch is drawn from (seed, step), so a
-    run is reproducible and resumes exactly from ``checkpoint_dir``.
+    run is reproducible and resumes exactly from ``checkpoint_dir``. Validation scores
+    ``val_slices`` slices of ``val``, centre-cropped to ``val_crop`` pixels to keep it quick.
 
     >>> from napari_tomoml.progress import run_to_end
     >>> net, result = run_to_end(train_tomogan_steps(train, val, steps=2000), progress=True)  # doctest: +SKIP
@@ -176,7 +178,7 @@ def train_tomogan_steps(
     trainer = Trainer(
         task,
         lambda rng: train.sample_batch(rng, batch, crop, depth),
-        val.validation_pairs(depth, n=val_slices),
+        val.validation_pairs(depth, n=val_slices, crop=val_crop),
         val_every=val_every,
         patience=patience,
         checkpoint_dir=checkpoint_dir,

@@ -1,9 +1,8 @@
-"""Train TomoGAN and save the model file: the Qt-free core the Train widget and ``tomoml train`` share.
+"""Train TomoGAN and save the model file: the task the Train widget and ``tomoml train`` share.
 
-It only wires existing pieces together: :class:`~napari_tomoml.training.data.PairedVolumes`
-(pairs), :func:`~napari_tomoml.training.tomogan.train_tomogan_steps` (training) and
-:func:`~napari_tomoml.models.store.save_model` (model file + card). No Qt or napari here, so
-the CLI can import it. (Its natural home is ``tasks/train.py``; it lives here until that exists.)
+It wires existing pieces together: :class:`~napari_tomoml.training.data.PairedVolumes` (pairs),
+:func:`~napari_tomoml.training.tomogan.train_tomogan_steps` (training) and
+:func:`~napari_tomoml.models.store.save_model` (model file + card).
 """
 
 from __future__ import annotations
