@@ -52,7 +52,8 @@ def test_missing_model_file_is_a_notification(make_napari_viewer, qtbot, tmp_pat
     assert [layer.name for layer in viewer.layers] == ["rec"]
 
 
-def test_keras_choice_imports_into_cache(make_napari_viewer, qtbot, shared_data, tmp_path, monkeypatch,
+# shared_data comes first: it skips before napari's viewer fixture starts (whose teardown fails on a skip)
+def test_keras_choice_imports_into_cache(shared_data, make_napari_viewer, qtbot, tmp_path, monkeypatch,
                                          rng, notifications):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     keras = shared_data / "tomogan_published" / "TomoGAN.h5"
