@@ -1,6 +1,6 @@
 """FBP speed and accuracy: napari-tomoml's torch engine vs ASTRA (2-D CPU) vs scikit-image iradon.
 
-Run by hand (never in CI): ``python benchmarks/bench_fbp.py [--quick]``.
+Run by hand (never in CI): ``python benchmarks/bench_fbp.py [--quick] [--preview]``.
 
 Every engine reconstructs the same Shepp–Logan slices from *analytic* projections (exact line
 integrals of the ellipses, so no engine reconstructs its own projector's data) with the ramp
@@ -9,12 +9,17 @@ filter, and is scored by the RMSE against the phantom sampled on that engine's o
 ``napari_tomoml.recon.geometry``). Times are wall-clock per slice, everything included (filter,
 matrix build, back-projection); our engine gets all slices of a run in one call, as
 ``napari_tomoml.fbp`` does with a volume, the others loop over slices as they must.
+
+``--preview`` times instead what the reconstruct widget's live preview does: one slice at a new
+rotation centre per call (no cached matrices: the direct back-projector), on the real tooth scan
+of ``shared/data`` where present and on the synthetic cases.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -105,11 +110,43 @@ def run_case(n: int, n_angles: int, n_ours: int, n_astra: int, n_iradon: int) ->
     return result
 
 
+def time_preview(name: str, sino: np.ndarray, theta: np.ndarray, repeats: int = 7) -> None:
+    """Median wall time of one-slice FBPs, each at a centre not used before."""
+    centers = sino.shape[1] / 2 + np.linspace(-5, 5, repeats + 1) + 0.123
+    fbp(sino, theta, center=centers[0], device="cpu")  # first call: imports, worker start
+    times = []
+    for c in centers[1:]:
+        t0 = time.perf_counter()
+        fbp(sino, theta, center=c, device="cpu")
+        times.append(time.perf_counter() - t0)
+    print(f"  {name:40s} median {1000 * np.median(times):7.1f} ms (min {1000 * min(times):.1f})")
+
+
+def run_preview() -> None:
+    print("one slice at a new centre per call (live preview)")
+    tooth = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "tooth.h5"
+    if tooth.exists():
+        import napari_tomoml as tm
+
+        scan = tm.load_scan(tooth)
+        proj = np.asarray(tm.normalize(scan), np.float32)
+        name = f"tooth.h5, {proj.shape[2]}^2 slice, {proj.shape[0]} angles"
+        time_preview(name, proj[:, 0], np.asarray(scan.theta))
+    for n, n_angles, *_ in CASES:
+        theta = np.linspace(0, np.pi, n_angles, endpoint=False)
+        sino = analytic_sinogram(n, theta, 0.0, 0.5)
+        time_preview(f"Shepp-Logan, {n}^2 slice, {n_angles} angles", sino, theta)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one small case, to check the script")
+    parser.add_argument("--preview", action="store_true", help="time one-slice FBPs at new centres")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    if args.preview:
+        run_preview()
+        return
     for case in QUICK if args.quick else CASES:
         n, n_angles = case[:2]
         print(f"\n{n} x {n} slice, {n_angles} angles over 180 degrees")

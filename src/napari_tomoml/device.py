@@ -26,4 +26,6 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
         raise InputError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {device!r} was asked for but no CUDA GPU is available; use 'auto' or 'cpu'")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise InputError(f"device {device!r} was asked for but Apple MPS is not available; use 'auto' or 'cpu'")
     return dev

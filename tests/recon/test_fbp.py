@@ -97,3 +97,14 @@ def test_bad_arguments(phantom_sino):
     except ImportError:
         with pytest.raises(TomomlError, match="tomopy"):
             fbp(sino, theta, backend="tomopy")
+
+
+def test_a_one_off_slice_builds_no_matrices(phantom_sino):
+    from napari_tomoml.recon.geometry import SparseProjector, make_geometry
+
+    img, theta, sino = phantom_sino
+    rec = fbp(sino, theta, center=32.75, device="cpu")  # a new centre, as a live preview asks
+    geom = make_geometry(N, N, theta, 32.75)
+    assert not SparseProjector(geom, torch.float32, torch.device("cpu")).cached("bp")
+    batched = fbp(np.stack([sino] * 20, axis=1), theta, center=32.75, device="cpu", chunk=10)
+    np.testing.assert_allclose(batched[7], rec, atol=1e-5 * np.abs(rec).max())  # the matrices agree

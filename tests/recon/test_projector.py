@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from napari_tomoml.errors import InputError
-from napari_tomoml.recon import backproject, project
+from napari_tomoml.recon import backproject, cgls, project
 from napari_tomoml.recon.geometry import angular_weights
 
 
@@ -99,3 +99,43 @@ def test_bad_inputs_raise_input_errors():
         backproject(np.full((10, 16), np.nan), theta)
     with pytest.raises(InputError, match="empty"):
         backproject(np.zeros((10, 0)), theta)
+
+
+@pytest.mark.parametrize(
+    "n, n_det, n_angles, center, dtype",
+    [(33, 33, 40, None, torch.float32), (32, 40, 45, 17.3, torch.float64), (64, 50, 7, 9.5, torch.float32),
+     (100, 120, 300, 70.25, torch.float32)],
+)
+def test_direct_backprojection_is_the_sparse_operator(rng, n, n_det, n_angles, center, dtype):
+    from napari_tomoml.recon.direct import backproject_direct
+    from napari_tomoml.recon.geometry import make_geometry
+    from napari_tomoml.recon.projector import _backproject
+
+    theta = np.sort(rng.uniform(0, 2 * np.pi, n_angles))
+    geom = make_geometry(n, n_det, theta, n_det / 2 if center is None else center)
+    y = torch.from_numpy(rng.standard_normal((n_angles, 3, n_det))).to(dtype)
+    sparse = _backproject(y, geom)  # solver use: builds the matrices
+    direct = backproject_direct(y, geom)
+    assert direct.dtype == dtype and direct.shape == (3, n, n)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    assert float((direct - sparse).abs().max() / sparse.abs().max()) < tol
+
+
+def test_one_off_calls_with_few_slices_skip_the_matrices():
+    from napari_tomoml.recon.geometry import SparseProjector, clear_cache, make_geometry
+    from napari_tomoml.recon.projector import _direct_is_faster
+
+    clear_cache()
+    theta = np.linspace(0, np.pi, 30, endpoint=False)
+    geom = make_geometry(24, 24, theta, 12.0)
+    op = SparseProjector(geom, torch.float32, torch.device("cpu"))
+    assert _direct_is_faster(op, 1, once=True) and not _direct_is_faster(op, 1, once=False)
+    assert not _direct_is_faster(op, 64, once=True)
+    backproject(np.ones((30, 24), np.float32), theta, center=12.0, device="cpu")
+    assert not op.cached("bp")  # the public one-off call built nothing
+    project(np.ones((24, 24), np.float32), theta, center=12.0, device="cpu")
+    cgls(np.ones((30, 24), np.float32), theta, center=12.0, n_iter=1, device="cpu")
+    assert op.cached("bp") and not _direct_is_faster(op, 1, once=True)  # then the product is cheapest
+    huge = make_geometry(2048, 2048, np.linspace(0, np.pi, 1500, endpoint=False), 1024.0)
+    op = SparseProjector(huge, torch.float32, torch.device("cpu"))
+    assert _direct_is_faster(op, 4, once=False) and not _direct_is_faster(op, 8, once=True)

@@ -28,6 +28,7 @@ from scipy import ndimage
 from ..errors import InputError, TomomlError
 from ..progress import Progress, run_to_end
 from . import _validate as v
+from ._workers import run_serial
 from .filters import filter_response, padded_length
 from .geometry import Geometry, SparseProjector, angular_weights, make_geometry
 from .projector import backproject_tensor
@@ -37,6 +38,8 @@ BACKENDS = ("torch", "astra", "tomopy")
 _BATCH_BYTES = 1 << 30
 # Complex values per FFT block, bounds the filtering memory independently of the batch.
 _FFT_BLOCK = 1 << 23
+# Rows of a batch up to which its FBP runs on one thread.
+_FEW_ROWS = 4
 
 
 def circle_mask(n: int) -> np.ndarray:
@@ -130,11 +133,15 @@ def fbp_steps(
     mask = torch.from_numpy(circle_mask(n)) if circle else None
     for start in range(0, n_rows, batch):
         rows, _ = v.to_tensor(proj[:, start : start + batch], device)
-        rec = backproject_tensor(
-            filter_projections(rows, theta, filter_name, cutoff=cutoff, order=order), geom
-        )
-        if mask is not None:
-            rec = rec * mask.to(rec.device)
+
+        def reconstruct(rows=rows):
+            filtered = filter_projections(rows, theta, filter_name, cutoff=cutoff, order=order)
+            rec = backproject_tensor(filtered, geom, once=batch >= n_rows)
+            return rec if mask is None else rec * mask.to(rec.device)
+
+        # a few rows are thousands of small ops, which torch's thread team only slows (_workers)
+        few = rows.device.type == "cpu" and rows.shape[1] <= _FEW_ROWS
+        rec = run_serial(reconstruct) if few else reconstruct()
         if torch_in:
             pieces.append(rec)
         else:

@@ -24,7 +24,9 @@ pixels around ``u`` with weights ``1 - frac(u)`` and ``frac(u)``, and the back-p
 the same weights, so each is exactly the other's transpose. The detector is padded with zeros
 wide enough that every pixel lands on it at every angle. Both are sparse matrices (two entries
 per pixel and angle) built per chunk of angles, multiplied with many slices at once, and kept in a
-bounded cache keyed by the geometry, so iterative solvers pay for the build once.
+bounded cache keyed by the geometry, so iterative solvers pay for the build once. Where a
+geometry is used once for a few slices, :mod:`napari_tomoml.recon.direct` evaluates the same
+back-projector without building anything.
 """
 
 from __future__ import annotations
@@ -108,6 +110,27 @@ class _Workspace(threading.local):
 _WORKSPACE = _Workspace()
 
 
+def detector_terms(
+    geom: Geometry, angles: slice, dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``row_term[row, a] + col_term[col, a]`` = padded detector index (pixel-centre units, >= 0)
+    where pixel ``(row, col)`` lands at angle ``a``, both ``(n, angles)`` in ``dtype``.
+
+    The sparse matrices and the direct back-projector add the same two rounded terms, so they
+    interpolate at bit-identical positions.
+
+    >>> g = Geometry(4, 4, (0.0,), 2.0)
+    >>> r, c = detector_terms(g, slice(None), torch.float32, torch.device("cpu"))
+    >>> (r[0, 0] + c[:, 0] - g.pad_left).tolist()   # at 0°: column j lands on detector pixel j
+    [0.0, 1.0, 2.0, 3.0]
+    """
+    theta = torch.tensor(geom.theta[angles], dtype=torch.float64, device=device)
+    coord = torch.arange(geom.n, dtype=torch.float64, device=device) + (0.5 - geom.n / 2)
+    row_term = ((geom.center + geom.pad_left - 0.5) - coord[:, None] * torch.sin(theta)[None, :]).to(dtype)
+    col_term = (coord[:, None] * torch.cos(theta)[None, :]).to(dtype)
+    return row_term, col_term
+
+
 def _backprojection_entries(
     geom: Geometry, angles: slice, dtype: torch.dtype, device: torch.device, reuse: bool
 ):
@@ -117,8 +140,8 @@ def _backprojection_entries(
     need no column order), so each write below is a contiguous run over the angles. With
     ``reuse`` the arrays live in the thread's workspace, valid until the next build.
     """
-    theta = torch.tensor(geom.theta[angles], dtype=torch.float64, device=device)
-    k, n = theta.numel(), geom.n
+    row_term, col_term = detector_terms(geom, angles, dtype, device)
+    n, k = row_term.shape
 
     def buffer(name, shape, kind):
         return (
@@ -127,11 +150,6 @@ def _backprojection_entries(
             else torch.empty(shape, dtype=kind, device=device)
         )
 
-    coord = torch.arange(n, dtype=torch.float64, device=device) + (0.5 - n / 2)
-    cos, sin = torch.cos(theta), torch.sin(theta)
-    # padded detector index, in pixel-centre units, of each pixel centre: always >= 0
-    row_term = ((geom.center + geom.pad_left - 0.5) - coord[:, None] * sin[None, :]).to(dtype)
-    col_term = (coord[:, None] * cos[None, :]).to(dtype)
     u = torch.add(col_term[None, :, :], row_term[:, None, :], out=buffer("u", (n, n, k), dtype))
     left = buffer("left", (n, n, k), torch.int32).copy_(u)  # truncation = floor, as u >= 0
     frac = u.sub_(left)
@@ -189,6 +207,10 @@ class SparseProjector:
         crow = torch.zeros(n_rows + 1, dtype=torch.int64, device=self.device)
         torch.cumsum(counts, 0, out=crow[1:])
         return _csr(crow.to(torch.int32), pixels, vals[order], (n_rows, geom.n * geom.n))
+
+    def cached(self, direction: str) -> bool:
+        """Whether every chunk matrix of ``direction`` ("bp" or "fp") is in the cache."""
+        return all(_CACHE.get(self._key(direction, i)) is not None for i in range(len(self.chunks)))
 
     def matrix(self, direction: str, index: int) -> torch.Tensor:
         key = self._key(direction, index)
