@@ -8,7 +8,7 @@ metrics on porous-rock/foam volumes, a family the model never saw.
 Resumable: a checkpoint is written every validation to --checkpoint-dir; running the same
 command again continues where it stopped (same batches, same result).
 
-    python scripts/train_tomogan.py                       # the bundled model (~30 min on 1 shared CPU core)
+    python scripts/train_tomogan.py                       # the bundled model (44 min on 1 shared CPU core)
     python scripts/train_tomogan.py --steps 200 --out /tmp/quick --checkpoint-dir /tmp/quick-ckpt
 """
 
@@ -40,13 +40,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--test-family", default="foam", help="unseen family whose metrics go into the card")
     p.add_argument("--size", type=int, default=128, help="phantom width/height in pixels")
     p.add_argument("--nz", type=int, default=16, help="slices per phantom volume")
-    p.add_argument("--n-train", type=int, default=8, help="training volumes")
+    p.add_argument("--n-train", type=int, default=16, help="training volumes")
     p.add_argument("--n-val", type=int, default=2, help="validation volumes (same family, other seeds)")
     p.add_argument("--i0", type=float, default=1e3, help="incident photons per detector pixel (low dose)")
     p.add_argument("--angle-step", type=int, default=1, help="keep every n-th angle in the input (sparse view)")
     p.add_argument("--depth", type=int, default=3, choices=(1, 3, 5, 7))
-    p.add_argument("--steps", type=int, default=2000)
-    p.add_argument("--adv-start", type=int, default=1600, help="step where the critic and adversarial loss start")
+    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--adv-start", type=int, default=3600, help="step where the critic and adversarial loss start")
     p.add_argument("--n-critic", type=int, default=1)
     p.add_argument("--lambda-mse", type=float, default=1.0)
     p.add_argument("--lambda-adv", type=float, default=1e-3)

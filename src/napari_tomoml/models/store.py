@@ -55,6 +55,11 @@ class LoadedModel:
 
 
 def architecture_name(module: nn.Module) -> str:
+    """The registered name of a network's architecture, as written in its card.
+
+    >>> architecture_name(TomoGAN())
+    'tomogan'
+    """
     for name, cls in ARCHITECTURES.items():
         if isinstance(module, cls):
             return name
