@@ -17,7 +17,7 @@ def test_unavailable_accelerator_is_a_clear_error(name):
     available = torch.cuda.is_available() if name == "cuda" else torch.backends.mps.is_available()
     if available:
         pytest.skip(f"{name} is available here")
-    with pytest.raises(InputError, match=f"no|not available"):
+    with pytest.raises(InputError, match="no|not available"):
         resolve_device(name)
 
 

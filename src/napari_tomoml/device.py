@@ -29,3 +29,18 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise InputError(f"device {device!r} was asked for but Apple MPS is not available; use 'auto' or 'cpu'")
     return dev
+
+
+def available_devices() -> list[str]:
+    """Device choices for a menu: ``auto``, ``cpu`` and each accelerator present.
+
+    >>> available_devices()[:2]
+    ['auto', 'cpu']
+    """
+    choices = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        choices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        choices.append("mps")
+    return choices

@@ -85,3 +85,31 @@ def test_partial_nan_is_reported_with_a_count(scan):
     bad[3, 1, 5] = np.nan
     with pytest.raises(InputError, match="1 NaN"):
         reconstruct(bad, theta, device="cpu")
+
+
+def test_interactive_steps_work_on_raw_counts(scan):
+    """The widget's workers: raw counts normalised on the way, centre found, preview matches FBP."""
+    from napari_tomoml.tasks.reconstruct import (
+        center_check_steps,
+        find_center_steps,
+        preview_slice,
+        reconstruct_raw_steps,
+    )
+
+    _, theta, proj = scan
+    flat = np.full((1,) + proj.shape[1:], 1000.0, np.float32)
+    dark = np.full_like(flat, 10.0)
+    raw = dark + (flat - dark) * np.exp(-proj)
+    meta = {"flats": flat, "darks": dark}
+
+    center = run_to_end(find_center_steps(raw, 2, theta, meta, True))
+    assert center == pytest.approx(N / 2 + 1.5, abs=0.25)
+    preview = preview_slice(raw, 2, theta, center, "ramp", meta, True)
+    expected = tm.fbp(proj[:, 2:3], theta, center=center, device="cpu")[0]
+    np.testing.assert_allclose(preview, expected, atol=1e-3 * float(np.abs(expected).max()))
+    stack, centers = run_to_end(center_check_steps(raw, 2, theta, [center - 2, center], "ramp", meta, True))
+    assert stack.shape == (2, N, N) and list(centers) == [center - 2, center]
+    volume, info = run_to_end(
+        reconstruct_raw_steps(raw, slice(1, 3), theta, meta, True, {"algorithm": "fbp", "center": center, "device": "cpu"})
+    )
+    assert volume.shape == (2, N, N) and info["algorithm"] == "fbp"

@@ -25,6 +25,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..device import available_devices
 from ..progress import Progress
 from ._layers import LayerCombo, is_volume, unique_name
 from ._worker import TaskRunner
@@ -98,10 +99,8 @@ class DenoiseWidget(QWidget):
         self.card_label = QLabel("")
         self.card_label.setWordWrap(True)
 
-        from .reconstruct import _device_choices
-
         self.device_combo = QComboBox()
-        self.device_combo.addItems(_device_choices())
+        self.device_combo.addItems(available_devices())
         self.denoise_button = QPushButton("Denoise")
         self.denoise_button.clicked.connect(self.denoise)
         self.runner = TaskRunner(self)

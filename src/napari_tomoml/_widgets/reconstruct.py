@@ -1,9 +1,8 @@
 """Reconstruct widget: projections layer → volume, with a live one-slice preview.
 
 Thin: angles, centre, filter and algorithm are collected here; the work is done by
-:func:`napari_tomoml.find_center`, :func:`napari_tomoml.fbp` (preview),
-:func:`napari_tomoml.recon.center.center_stack` (centre check) and
-:func:`napari_tomoml.tasks.reconstruct.reconstruct_steps` (the volume), each in a worker thread.
+:mod:`napari_tomoml.tasks.reconstruct` (preview slice, centre finding, centre check, the
+volume), each in a worker thread.
 Raw (un-normalised) projections are normalised on the way with the flats/darks the Load widget
 or reader stored in ``layer.metadata``.
 """
@@ -28,7 +27,15 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..progress import Progress
+from ..device import available_devices
+from ..recon.filters import FILTERS
+from ..tasks.reconstruct import (
+    ALGORITHMS,
+    center_check_steps,
+    find_center_steps,
+    preview_slice,
+    reconstruct_raw_steps,
+)
 from ._layers import LayerCombo, add_or_update_image, is_projections, unique_name
 from ._worker import TaskRunner, error_message, run_quiet
 
@@ -37,93 +44,7 @@ if TYPE_CHECKING:
 
 PREVIEW_LAYER = "reconstruction preview"
 CENTRE_CHECK_LAYER = "centre check"
-FILTERS = ("ramp", "shepp-logan", "cosine", "hamming", "hann")
-ALGORITHMS = ("fbp", "sirt", "cgls", "tv")
 PREVIEW_DELAY_MS = 250
-FIND_CENTRE_ROWS = 5  # rows around the preview row used to find the centre
-
-
-# ---------------------------------------------------------------------------- worker bodies
-def _line_integrals(data: Any, rows: slice, meta: dict[str, Any], normalise: bool) -> np.ndarray:
-    """The rows ``rows`` of a projections layer as float32 line integrals."""
-    proj = data[:, rows, :]
-    if not normalise:
-        return np.asarray(proj, dtype=np.float32)
-    from .. import normalize
-
-    flats = meta.get("flats")
-    darks = meta.get("darks")
-    flats = None if flats is None else flats[:, rows, :]
-    darks = None if darks is None else darks[:, rows, :]
-    return normalize(np.asarray(proj), flats, darks)
-
-
-def preview_slice(data, row, theta, center, filter_name, meta, normalise) -> np.ndarray:
-    """FBP of one detector row: the cheap live preview."""
-    from .. import fbp
-
-    sino = _line_integrals(data, slice(row, row + 1), meta, normalise)
-    rec = fbp(sino, theta, center=center, filter_name=filter_name, device="cpu")
-    return np.asarray(rec)[0]
-
-
-def find_centre_steps(data, row, theta, meta, normalise):
-    from .. import find_center
-
-    yield Progress(0, 2, "reading rows")
-    n_rows = data.shape[1]
-    r0 = max(0, min(row - FIND_CENTRE_ROWS // 2, n_rows - FIND_CENTRE_ROWS))
-    sino = _line_integrals(data, slice(r0, min(n_rows, r0 + FIND_CENTRE_ROWS)), meta, normalise)
-    yield Progress(1, 2, "finding the rotation centre")
-    centre = float(find_center(sino, theta, row=row - r0))
-    yield Progress(2, 2, f"centre {centre:.2f} px")
-    return centre
-
-
-def centre_check_steps(data, row, theta, centres, filter_name, meta, normalise):
-    from ..recon.center import center_stack
-
-    yield Progress(0, 2, "reading the row")
-    sino = _line_integrals(data, slice(row, row + 1), meta, normalise)
-    yield Progress(1, 2, f"{len(centres)} trial centres")
-    stack = center_stack(sino, theta, centres, row=0, filter_name=filter_name)
-    yield Progress(2, 2, "centre check ready")
-    return np.asarray(stack), np.asarray(centres)
-
-
-def reconstruct_layer_steps(data, rows, theta, meta, normalise, options):
-    """Normalise (if raw) and reconstruct the rows ``rows``; returns ``(volume, metadata)``."""
-    from ..tasks.reconstruct import reconstruct_steps
-
-    yield Progress(0, 1, "reading and normalising" if normalise else "reading projections")
-    proj = _line_integrals(data, rows, meta, normalise)
-    result = yield from reconstruct_steps(proj, theta, **options)
-    return result
-
-
-# ---------------------------------------------------------------------------- the widget
-def _filter_choices() -> tuple[str, ...]:
-    try:
-        from ..recon.filters import FILTERS as available
-
-        return tuple(available)
-    except ImportError:  # pragma: no cover
-        return FILTERS
-
-
-def _device_choices() -> list[str]:
-    choices = ["auto", "cpu"]
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            choices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            choices.append("mps")
-    except Exception:  # pragma: no cover - torch is a dependency; be safe in the GUI
-        pass
-    return choices
 
 
 class ReconstructWidget(QWidget):
@@ -179,7 +100,7 @@ class ReconstructWidget(QWidget):
         centre_row.addWidget(self.find_centre_button)
 
         self.filter_combo = QComboBox()
-        self.filter_combo.addItems(_filter_choices())
+        self.filter_combo.addItems(FILTERS)
         self.filter_combo.currentTextChanged.connect(self._schedule_preview)
 
         # preview
@@ -234,7 +155,7 @@ class ReconstructWidget(QWidget):
         rows_row.addWidget(QLabel("to"))
         rows_row.addWidget(self.row_stop)
         self.device_combo = QComboBox()
-        self.device_combo.addItems(_device_choices())
+        self.device_combo.addItems(available_devices())
 
         self.reconstruct_button = QPushButton("Reconstruct")
         self.reconstruct_button.clicked.connect(self.reconstruct)
@@ -431,7 +352,7 @@ class ReconstructWidget(QWidget):
             self.centre_spin.setValue(centre)
 
         return self._start(
-            find_centre_steps,
+            find_center_steps,
             layer.data,
             int(self.row_spin.value()),
             self.theta(),
@@ -472,7 +393,7 @@ class ReconstructWidget(QWidget):
             self.viewer.layers.selection.active = layer_
 
         return self._start(
-            centre_check_steps,
+            center_check_steps,
             layer.data,
             row,
             self.theta(),
@@ -539,7 +460,7 @@ class ReconstructWidget(QWidget):
 
         self.reconstruct_button.setEnabled(False)
         return self._start(
-            reconstruct_layer_steps,
+            reconstruct_raw_steps,
             layer.data,
             rows,
             self.theta(),

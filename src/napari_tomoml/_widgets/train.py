@@ -32,9 +32,10 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..device import available_devices
 from ..progress import Progress
-from ._layers import LayerCombo, is_volume
 from ..tasks.train import train_and_save_steps
+from ._layers import LayerCombo, is_volume
 from ._worker import TaskRunner
 
 if TYPE_CHECKING:
@@ -151,10 +152,8 @@ class TrainWidget(QWidget):
         self.lambda_vgg = self._float_spin(0.0)
         self.vgg_edit = QLineEdit()
         self.vgg_edit.setPlaceholderText("VGG19 weights (.pth/.safetensors) for the perceptual loss")
-        from .reconstruct import _device_choices
-
         self.device_combo = QComboBox()
-        self.device_combo.addItems(_device_choices())
+        self.device_combo.addItems(available_devices())
         self.save_edit = QLineEdit()
         self.save_edit.setPlaceholderText("where to save the model (e.g. models/my-tomogan)")
         save_browse = QPushButton("…")

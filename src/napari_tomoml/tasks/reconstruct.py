@@ -25,6 +25,7 @@ from ..recon.iterative import cgls_steps, sirt_steps, solve_steps
 
 ALGORITHMS = ("fbp", "sirt", "cgls", "tv")
 DEFAULT_ITERATIONS = {"sirt": 100, "cgls": 30, "tv": 100}
+FIND_CENTER_ROWS = 5  # rows around the chosen row that find_center_steps averages over
 
 
 def _row_range(rows, n_rows: int) -> tuple[int, int]:
@@ -178,3 +179,67 @@ def reconstruct(
         ),
         progress,
     )
+
+
+# Interactive pieces (the Reconstruct widget's workers). ``projections`` may be raw counts of a
+# napari layer: with ``raw=True`` the rows read are normalised with ``metadata["flats"/"darks"]``.
+def read_line_integrals(projections, rows: slice, metadata: dict[str, Any], raw: bool) -> np.ndarray:
+    """Rows ``rows`` of ``projections`` as float32 line integrals, normalising raw counts.
+
+    >>> read_line_integrals(np.ones((3, 4, 5)), slice(1, 2), {}, raw=False).shape
+    (3, 1, 5)
+    """
+    proj = projections[:, rows, :]
+    if not raw:
+        return np.asarray(proj, dtype=np.float32)
+    from ..prep import normalize
+
+    flats, darks = metadata.get("flats"), metadata.get("darks")
+    flats = None if flats is None else flats[:, rows, :]
+    darks = None if darks is None else darks[:, rows, :]
+    return normalize(np.asarray(proj), flats, darks)
+
+
+def preview_slice(projections, row, theta, center, filter_name, metadata, raw) -> np.ndarray:
+    """FBP of one detector row on the CPU: the cheap live preview ``(n, n)``.
+
+    >>> preview_slice(np.zeros((30, 2, 16), np.float32), 0, np.linspace(0, np.pi, 30), None, "ramp", {}, False).shape
+    (16, 16)
+    """
+    from ..recon.fbp import fbp
+
+    sino = read_line_integrals(projections, slice(row, row + 1), metadata, raw)
+    return np.asarray(fbp(sino, theta, center=center, filter_name=filter_name, device="cpu"))[0]
+
+
+def find_center_steps(projections, row, theta, metadata, raw) -> Generator[Progress, None, float]:
+    """The rotation centre from :data:`FIND_CENTER_ROWS` rows around ``row``; yields progress."""
+    from ..recon.center import find_center
+
+    yield Progress(0, 2, "reading rows")
+    n_rows = projections.shape[1]
+    r0 = max(0, min(row - FIND_CENTER_ROWS // 2, n_rows - FIND_CENTER_ROWS))
+    sino = read_line_integrals(projections, slice(r0, min(n_rows, r0 + FIND_CENTER_ROWS)), metadata, raw)
+    yield Progress(1, 2, "finding the rotation centre")
+    center = float(find_center(sino, theta, row=row - r0))
+    yield Progress(2, 2, f"centre {center:.2f} px")
+    return center
+
+
+def center_check_steps(projections, row, theta, centers, filter_name, metadata, raw):
+    """Slices of row ``row`` reconstructed at each trial centre: ``(stack, centers)``."""
+    from ..recon.center import center_stack
+
+    yield Progress(0, 2, "reading the row")
+    sino = read_line_integrals(projections, slice(row, row + 1), metadata, raw)
+    yield Progress(1, 2, f"{len(centers)} trial centres")
+    stack = center_stack(sino, theta, centers, row=0, filter_name=filter_name)
+    yield Progress(2, 2, "centre check ready")
+    return np.asarray(stack), np.asarray(centers)
+
+
+def reconstruct_raw_steps(projections, rows: slice, theta, metadata, raw, options: dict[str, Any]):
+    """Read rows ``rows`` (normalising raw counts), then :func:`reconstruct_steps` with ``options``."""
+    yield Progress(0, 1, "reading and normalising" if raw else "reading projections")
+    proj = read_line_integrals(projections, rows, metadata, raw)
+    return (yield from reconstruct_steps(proj, theta, **options))
