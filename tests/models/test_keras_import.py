@@ -48,3 +48,13 @@ def test_import_rejects_files_that_are_not_the_model(tmp_path):
         import_tomogan_keras(plain, tmp_path / "out")
     with pytest.raises(ModelFileError, match="does not exist"):
         import_tomogan_keras(tmp_path / "missing.h5", tmp_path / "out")
+
+
+def test_load_model_imports_a_keras_file_once_into_the_cache(published_h5, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    first = load_model(published_h5)
+    cached = tmp_path / "napari-tomoml" / "models" / "TomoGAN-imported.safetensors"
+    assert cached.is_file() and first.source == str(cached)
+    mtime = cached.stat().st_mtime_ns
+    assert load_model(published_h5).card == first.card
+    assert cached.stat().st_mtime_ns == mtime  # reused, not converted again

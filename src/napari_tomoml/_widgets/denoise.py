@@ -8,11 +8,9 @@ does the work in a worker thread, slice batch by slice batch, with progress and 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -26,7 +24,8 @@ from qtpy.QtWidgets import (
 )
 
 from ..device import available_devices
-from ..progress import Progress
+from ..models.store import model_cache_dir
+from ..tasks.denoise import denoise_steps
 from ._layers import LayerCombo, is_volume, unique_name
 from ._worker import TaskRunner
 
@@ -35,34 +34,6 @@ if TYPE_CHECKING:
 
 MODEL_FILE = "Model file (.safetensors)…"
 KERAS_FILE = "Published Keras TomoGAN (.h5)…"
-
-
-def model_cache_dir() -> Path:
-    """Where imported Keras models are kept (``$XDG_CACHE_HOME/napari-tomoml/models``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "napari-tomoml" / "models"
-
-
-def imported_model_path(keras_h5: str | Path) -> Path:
-    return model_cache_dir() / f"{Path(keras_h5).stem}-imported.safetensors"
-
-
-def denoise_layer_steps(data: Any, model: str, device: str, keras_h5: str | None = None):
-    """Import the Keras model first when asked, then denoise; returns ``(volume, metadata)``."""
-    if keras_h5:
-        target = imported_model_path(keras_h5)
-        if not target.is_file():
-            from .. import import_tomogan_keras
-
-            yield Progress(0, 1, f"importing {Path(keras_h5).name}")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            import_tomogan_keras(Path(keras_h5), target.with_suffix(""))
-        model = str(target)
-    from ..tasks.denoise import denoise_steps
-
-    yield Progress(0, 1, "loading the model")
-    result = yield from denoise_steps(np.asarray(data, dtype=np.float32), model=model, device=device)
-    return result
 
 
 def _bundled() -> list[str]:
@@ -159,17 +130,17 @@ class DenoiseWidget(QWidget):
         self.model_combo.setCurrentText(KERAS_FILE if keras else MODEL_FILE)
         self.path_edit.setText(text)
 
-    def model_spec(self) -> tuple[str, str | None]:
-        """``(model, keras_h5)`` for the worker; raises ``InputError`` when a path is missing."""
+    def model_spec(self) -> str:
+        """A bundled name or a model / Keras ``.h5`` path; raises ``InputError`` when a path is missing."""
         from ..errors import InputError
 
         choice = self.model_combo.currentText()
         if choice not in (MODEL_FILE, KERAS_FILE):
-            return choice, None
+            return choice
         path = self.path_edit.text().strip()
         if not path:
             raise InputError("choose a model file first")
-        return (path, None) if choice == MODEL_FILE else ("", path)
+        return path
 
     # ------------------------------------------------------------------ action
     def denoise(self):
@@ -184,7 +155,7 @@ class DenoiseWidget(QWidget):
         if self.runner.running:
             return None
         try:
-            model, keras_h5 = self.model_spec()
+            model = self.model_spec()
         except TomomlError as exc:
             show_error(f"napari-tomoml: {exc}")
             return None
@@ -210,11 +181,10 @@ class DenoiseWidget(QWidget):
 
         self.denoise_button.setEnabled(False)
         return self.runner.run(
-            denoise_layer_steps,
+            denoise_steps,
             layer.data,
             model,
-            self.device_combo.currentText(),
-            keras_h5,
+            device=self.device_combo.currentText(),
             on_result=add,
             on_finish=lambda _s: self.denoise_button.setEnabled(True),
             description="denoising",

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import ModelFileError
-from .store import save_model
+from .store import model_cache_dir, save_model
 from .tomogan import TomoGAN
 
 # Keras conv layer order in the published graph -> attribute path in our TomoGAN
@@ -163,3 +163,18 @@ def import_tomogan_keras(h5_path: str | Path, out_path: str | Path) -> Path:
         },
         description="Published TomoGAN generator (Liu et al. 2020), imported from Keras HDF5",
     )
+
+
+def import_tomogan_keras_cached(h5_path: str | Path) -> Path:
+    """The imported model file for a Keras ``.h5``, converting it on first use into :func:`model_cache_dir`.
+
+    >>> import_tomogan_keras_cached("TomoGAN.h5")   # doctest: +SKIP
+    PosixPath('~/.cache/napari-tomoml/models/TomoGAN-imported.safetensors')
+    """
+    h5_path = Path(h5_path)
+    target = model_cache_dir() / f"{h5_path.stem}-imported.safetensors"
+    # a newer .h5 than the cached import means the user replaced the file: import again
+    if not target.is_file() or (h5_path.is_file() and h5_path.stat().st_mtime > target.stat().st_mtime):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        import_tomogan_keras(h5_path, target.with_suffix(""))
+    return target

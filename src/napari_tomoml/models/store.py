@@ -15,6 +15,7 @@ Bundled models live in ``napari_tomoml/weights/`` and are loaded by name (``"tom
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,6 +120,15 @@ def bundled_models() -> list[str]:
     return sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors") if p.with_suffix(".json").is_file())
 
 
+KERAS_SUFFIXES = (".h5", ".hdf5")
+
+
+def model_cache_dir() -> Path:
+    """Where imported models are kept: ``$XDG_CACHE_HOME/napari-tomoml/models`` (``~/.cache`` by default)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "napari-tomoml" / "models"
+
+
 def load_model(spec: str | Path | LoadedModel | nn.Module, *, device: str | torch.device = "cpu") -> LoadedModel:
     """Load a model from a bundled name, a file path (``.safetensors``/``.json``/stem) or pass one through.
 
@@ -127,12 +137,17 @@ def load_model(spec: str | Path | LoadedModel | nn.Module, *, device: str | torc
     >>> load_model("tomogan-lowdose").card["config"]             # doctest: +SKIP
     {'depth': 3, 'upsample': 'bilinear'}
     >>> load_model("/data/models/my-tomogan.safetensors")      # doctest: +SKIP
+    >>> load_model("TomoGAN.h5")   # the published Keras file, imported once into model_cache_dir()  # doctest: +SKIP
     """
     if isinstance(spec, LoadedModel):
         spec.module.to(device).eval()
         return spec
     if isinstance(spec, nn.Module):
         return LoadedModel(spec.to(device).eval())
+    if Path(str(spec)).suffix.lower() in KERAS_SUFFIXES:
+        from .keras_import import import_tomogan_keras_cached
+
+        spec = import_tomogan_keras_cached(spec)
     weights, card_path = _resolve(spec)
     card = read_card(card_path)
     cls = ARCHITECTURES.get(card.get("architecture"))
