@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from napari_tomoml.models.store import save_model
+from napari_tomoml.progress import run_to_end
 from napari_tomoml.tasks.denoise import denoise
 from napari_tomoml.training.data import generate_pairs
 from napari_tomoml.training.metrics import psnr, ssim
@@ -111,17 +112,15 @@ def main(argv=None) -> int:
         val_every=args.val_every, checkpoint_dir=args.checkpoint_dir, seed=args.seed, device=args.device,
     )
     started = time.perf_counter()
-    while True:
-        try:
-            p = next(steps)
-        except StopIteration as stop:
-            net, result = stop.value
-            break
+
+    def report(p) -> None:
         if "validation" in p.data:
             v = p.data["validation"]
             losses_text = " ".join(f"{k}={x:.4g}" for k, x in p.data["losses"].items())
             print(f"step {p.done}/{p.total} {losses_text} | val_loss={v['val_loss']:.5f} psnr={v['psnr']:.2f} "
                   f"ssim={v['ssim']:.3f} | {time.perf_counter() - started:.0f} s", flush=True)
+
+    net, result = run_to_end(steps, report)
     print(f"best val_loss {result.best:.5f} at step {result.best_step}; training wall time {result.wall_time_s:.0f} s", flush=True)
 
     metrics = {
