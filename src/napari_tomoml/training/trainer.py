@@ -53,6 +53,9 @@ class TrainingTask(Protocol):
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """The monitored network's output for validation."""
 
+    # Optional: ``validation_scores(prediction, target) -> dict`` (NumPy arrays) replaces the
+    # default MSE/PSNR/SSIM; it must hold "val_loss" (lower is better), e.g. 1 - Dice.
+
 
 @dataclass
 class TrainResult:
@@ -205,14 +208,22 @@ class Trainer:
         net = self.task.modules[self.task.monitored]
         net.eval()
         mse, psnrs, ssims = [], [], []
+        scores = getattr(self.task, "validation_scores", None)
+        rows = []
         with torch.no_grad():
             for x, y in self.validation:
                 pred = self.task.predict(torch.from_numpy(x).to(self.device)).float().cpu().numpy()
+                if scores is not None:
+                    rows.append(scores(pred, y))
+                    continue
                 mse.append(float(np.mean((pred - y) ** 2)))
                 psnrs.append(psnr(pred, y))
                 ssims.append(ssim(pred[0, 0], y[0, 0]))
-        record = {"step": self.step, "val_loss": float(np.mean(mse)), "psnr": float(np.mean(psnrs)),
-                  "ssim": float(np.mean(ssims)), **{f"train_{k}": v for k, v in losses.items()}}
+        if scores is not None:
+            metrics = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+        else:
+            metrics = {"val_loss": float(np.mean(mse)), "psnr": float(np.mean(psnrs)), "ssim": float(np.mean(ssims))}
+        record = {"step": self.step, **metrics, **{f"train_{k}": v for k, v in losses.items()}}
         self.history.append(record)
         if record["val_loss"] < self.best:
             self.best, self.best_step, self.bad_validations = record["val_loss"], self.step, 0
