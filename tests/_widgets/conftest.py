@@ -59,3 +59,18 @@ def _workers_finish():
     from superqt.utils import WorkerBase
 
     WorkerBase.await_workers(30_000)
+
+
+def in_view(viewer, layer) -> np.ndarray:
+    """The 2-D slice of ``layer`` the canvas shows now; asserts it is visible, in range and non-empty."""
+    assert layer in viewer.layers and layer.visible
+    point = np.asarray(viewer.dims.point)[-layer.ndim :]
+    index = np.round(layer.world_to_data(point)).astype(int)
+    for axis in viewer.dims.not_displayed:
+        a = axis - (viewer.dims.ndim - layer.ndim)
+        if a >= 0:
+            assert 0 <= index[a] < layer.data.shape[a], f"dims point {point} is outside layer {layer.name}"
+    layer.refresh()
+    view = np.asarray(layer._slice.image.view) if hasattr(layer, "_slice") else np.asarray(layer._data_view)
+    assert view.size > 0 and np.ptp(view[np.isfinite(view)]) > 0, f"layer {layer.name} shows an empty slice"
+    return view

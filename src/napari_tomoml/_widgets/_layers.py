@@ -1,10 +1,11 @@
-"""Small helpers the widgets share: a combo box of image layers kept in sync with the viewer."""
+"""Small helpers the widgets share: layer pickers kept in sync with the viewer, and `show_result`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from qtpy.QtWidgets import QComboBox, QWidget
 
 
@@ -127,3 +128,144 @@ def add_or_update_image(viewer: Any, name: str, data: Any, **kwargs: Any) -> Any
             return layer
         viewer.layers.remove(layer)
     return viewer.add_image(data, name=name, **kwargs)
+
+
+# Axis names per kind of layer; napari aligns layers by their trailing axes, so the labels (and
+# the dims point) follow whichever result is in view.
+AXIS_LABELS: dict[str, tuple[str, ...]] = {
+    "projections": ("angle", "row", "col"),
+    "sinograms": ("row", "angle", "col"),
+    "volume": ("z", "y", "x"),
+    "centre check": ("centre", "y", "x"),
+    "image": ("y", "x"),
+}
+
+
+def axis_labels_for(ndim: int, metadata: dict[str, Any] | None) -> tuple[str, ...]:
+    """Axis labels for a layer of ``ndim`` dimensions with this metadata (kind or task)."""
+    meta = metadata or {}
+    kind = meta.get("kind")
+    if kind not in AXIS_LABELS:
+        kind = "centre check" if meta.get("task") == "centre check" else ("volume" if ndim >= 3 else "image")
+    labels = AXIS_LABELS[kind]
+    if len(labels) > ndim:
+        return labels[-ndim:]
+    return tuple(f"axis {i}" for i in range(ndim - len(labels))) + labels
+
+
+def _as_layers(viewer: Any, items: Any) -> list[Any]:
+    if items is None:
+        return []
+    if isinstance(items, (str,)) or not isinstance(items, (list, tuple, set)):
+        items = [items]
+    out = []
+    for item in items:
+        name = getattr(item, "name", item)
+        if isinstance(name, str) and name in viewer.layers:
+            out.append(viewer.layers[name])
+    return out
+
+
+def show_result(
+    viewer: Any,
+    layer_or_data: Any,
+    *,
+    source: Any = None,
+    axis_labels: tuple[str, ...] | None = None,
+    layer_type: str = "image",
+    hide: Any = None,
+    frame: bool = True,
+    select: bool = True,
+    **kwargs: Any,
+) -> Any:
+    """Put a result in view: add (or update) its layer, move the dims into it, frame it.
+
+    ``layer_or_data`` is a layer (already added, or not yet) or an array; an array becomes a
+    ``layer_type`` layer (``"image"`` or ``"labels"``) built with ``kwargs`` (``name``,
+    ``metadata``, ``scale``, ``colormap``…). An existing layer of the same ``name`` and number
+    of dimensions is updated in place (live previews), otherwise a new layer is added.
+    Then: every axis the canvas does not display moves to the middle slice of the result;
+    ``source`` (a layer, a name or a list; the layer the result came from) and ``hide`` are
+    hidden, never removed; the axis labels become ``axis_labels`` (default: from the layer's
+    ``metadata["kind"]``: angle/row/col for projections, row/angle/col for sinograms, z/y/x
+    for volumes), on the layer and on the viewer's sliders, so a volume's slider never shows an
+    angle; the view is fitted to the result (``frame``); images get contrast limits from their
+    own data when none were given; warnings listed in ``metadata["warnings"]`` are shown as
+    napari warnings. Returns the layer.
+
+    Example (in a widget, after a task returned ``volume``)::
+
+        layer = show_result(viewer, volume, name="tooth fbp", source=projections_layer,
+                            metadata={"task": "reconstruct", "kind": "volume"})
+    """
+    from napari.layers import Layer
+    from napari.utils.notifications import show_warning
+
+    from ..io.contrast import estimate_contrast_limits
+
+    if isinstance(layer_or_data, Layer):
+        layer = layer_or_data
+        for key, value in kwargs.items():
+            setattr(layer, key, value)
+        if layer not in viewer.layers:
+            viewer.add_layer(layer)
+    else:
+        data = layer_or_data
+        name = kwargs.get("name")
+        if layer_type == "image" and "contrast_limits" not in kwargs and getattr(data, "size", 0):
+            kwargs["contrast_limits"] = estimate_contrast_limits(data)
+        existing = viewer.layers[name] if name is not None and name in viewer.layers else None
+        if (
+            existing is not None
+            and existing._type_string == layer_type
+            and existing.ndim == getattr(data, "ndim", None)
+        ):
+            layer = existing
+            layer.data = data
+            for key, value in kwargs.items():
+                if key != "name":
+                    setattr(layer, key, value)
+        else:
+            if existing is not None:
+                viewer.layers.remove(existing)
+            layer = getattr(viewer, f"add_{layer_type}")(data, **kwargs)
+    layer.visible = True
+
+    labels = tuple(axis_labels) if axis_labels is not None else axis_labels_for(layer.ndim, layer.metadata)
+    layer.axis_labels = labels
+    offset = viewer.dims.ndim - layer.ndim
+    if offset >= 0:
+        dims_labels = list(viewer.dims.axis_labels)
+        dims_labels[offset:] = labels
+        viewer.dims.axis_labels = tuple(dims_labels)
+
+    for other in _as_layers(viewer, source) + _as_layers(viewer, hide):
+        if other is not layer:
+            other.visible = False
+
+    # the middle of the result, in world coordinates, for each axis the canvas does not show
+    shape = layer.level_shapes[0] if getattr(layer, "multiscale", False) else layer.data.shape
+    middle = layer.data_to_world(np.asarray(shape[: layer.ndim], dtype=float) // 2)
+    for axis in viewer.dims.not_displayed:
+        layer_axis = axis - offset
+        if 0 <= layer_axis < layer.ndim:
+            viewer.dims.set_point(axis, float(middle[layer_axis]))
+
+    if frame:
+        viewer.reset_view(layers=[layer])
+    if select:
+        viewer.layers.selection.active = layer
+    for message in layer.metadata.get("warnings") or ():
+        show_warning(f"napari-tomoml: {message}")
+    return layer
+
+
+def warn(metadata: dict[str, Any], message: str) -> None:
+    """Record a warning (something clamped or guessed) in a result's ``metadata["warnings"]``.
+
+    :func:`show_result` shows each recorded warning when the result lands.
+    """
+    warnings = list(metadata.get("warnings") or [])
+    if message not in warnings:
+        warnings.append(message)
+    metadata["warnings"] = warnings
