@@ -28,11 +28,14 @@ _PUBLIC = {
     "cgls": ".recon",
     "solve": ".recon",
     "remove_stripes": ".recon",
+    "retrieve_phase": ".recon.phase",
+    "read_volume": ".io.volume",
     "reconstruct": ".tasks.reconstruct",
     "denoise": ".tasks.denoise",
     "import_tomogan_keras": ".models.keras_import",
     "TomomlError": ".errors",
     "Progress": ".progress",
+    "ptycho": ".ptycho",  # a subpackage: tm.ptycho.simulate(...)
 }
 
 __all__ = sorted(_PUBLIC) + ["__version__"]
@@ -43,7 +46,9 @@ def __getattr__(name: str) -> Any:
         module = _PUBLIC[name]
     except KeyError:
         raise AttributeError(f"module 'napari_tomoml' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module, __name__), name)
+    imported = importlib.import_module(module, __name__)
+    # a public name may be a submodule itself (tm.ptycho)
+    value = imported if imported.__name__ == f"{__name__}.{name}" else getattr(imported, name)
     globals()[name] = value
     return value
 

@@ -226,16 +226,78 @@ def find_center_steps(projections, row, theta, metadata, raw) -> Generator[Progr
     return center
 
 
+MAX_CENTER_CHECK_SLICES = 101  # a centre check is for the eye: more slices only cost memory and time
+CENTER_CHECK_BATCH = 8  # trial centres per FBP batch; cancel takes effect between batches
+
+
+def plan_center_check(
+    center: float, half_range: float, step: float, n_det: int, max_slices: int = MAX_CENTER_CHECK_SLICES
+) -> tuple[np.ndarray, list[str]]:
+    """Trial centres ``center ± half_range`` every ``step`` px, bounded; returns ``(centers, warnings)``.
+
+    The range is clipped to the detector and the step widened so that at most ``max_slices``
+    slices are made; each change is described in ``warnings`` (numbers rounded).
+
+    >>> centers, warnings = plan_center_check(320.0, 50, 0.1, 640)
+    >>> len(centers), round(float(centers[1] - centers[0]), 2)
+    (101, 1.0)
+    >>> warnings[0]
+    'centre check ±50 px at 0.1 px would make 1001 slices; step widened to 1 px (101 slices)'
+    """
+    if not (step > 0 and half_range >= 0):
+        raise v.InputError(f"centre check needs a step > 0 px and a range ≥ 0 px; got ±{half_range:g} px at {step:g} px")
+    warnings: list[str] = []
+    lo, hi = center - half_range, center + half_range
+    if lo < 0 or hi > n_det:
+        lo, hi = max(lo, 0.0), min(hi, float(n_det))
+        if hi < lo:
+            raise v.InputError(f"centre {center:.2f} px lies outside the detector (0 to {n_det} px)")
+        warnings.append(f"centre check range clipped to the detector: {lo:.2f} to {hi:.2f} px")
+    n = int(np.floor((hi - lo) / step + 1e-9)) + 1
+    if n > max_slices:
+        new_step = float(np.round((hi - lo) / (max_slices - 1), 3))
+        while int(np.floor((hi - lo) / new_step + 1e-9)) + 1 > max_slices:
+            new_step += 0.001
+        warnings.append(
+            f"centre check ±{half_range:g} px at {step:g} px would make {n} slices; "
+            f"step widened to {new_step:g} px ({int(np.floor((hi - lo) / new_step + 1e-9)) + 1} slices)"
+        )
+        step = new_step
+    centers = np.arange(int(np.floor((hi - lo) / step + 1e-9)) + 1) * step + lo
+    return centers, warnings
+
+
+def center_check_bytes(n_centers: int, n_det: int) -> int:
+    """Memory a centre-check stack of ``n_centers`` float32 ``n_det``² slices takes."""
+    return int(n_centers) * int(n_det) ** 2 * 4
+
+
 def center_check_steps(projections, row, theta, centers, filter_name, metadata, raw):
-    """Slices of row ``row`` reconstructed at each trial centre: ``(stack, centers)``."""
+    """Slices of row ``row`` reconstructed at each trial centre: ``(stack, centers)``.
+
+    Made :data:`CENTER_CHECK_BATCH` centres at a time with a progress step after each batch, so a
+    worker can cancel it between batches; more than :data:`MAX_CENTER_CHECK_SLICES` centres are
+    refused (use :func:`plan_center_check`).
+    """
     from ..recon.center import center_stack
 
-    yield Progress(0, 2, "reading the row")
+    centers = np.atleast_1d(np.asarray(centers, dtype=np.float64))
+    if len(centers) > MAX_CENTER_CHECK_SLICES:
+        raise v.InputError(
+            f"a centre check of {len(centers)} slices is too many (at most {MAX_CENTER_CHECK_SLICES}): "
+            "widen the step or narrow the range"
+        )
+    batches = range(0, len(centers), CENTER_CHECK_BATCH)
+    total = len(batches) + 1
+    yield Progress(0, total, "reading the row")
     sino = read_line_integrals(projections, slice(row, row + 1), metadata, raw)
-    yield Progress(1, 2, f"{len(centers)} trial centres")
-    stack = center_stack(sino, theta, centers, row=0, filter_name=filter_name)
-    yield Progress(2, 2, "centre check ready")
-    return np.asarray(stack), np.asarray(centers)
+    stack = np.empty((len(centers), sino.shape[-1], sino.shape[-1]), np.float32)
+    for i, start in enumerate(batches):
+        yield Progress(i + 1, total, f"trial centres {start + 1}-{min(start + CENTER_CHECK_BATCH, len(centers))} of {len(centers)}")
+        part = centers[start : start + CENTER_CHECK_BATCH]
+        stack[start : start + len(part)] = np.asarray(center_stack(sino, theta, part, row=0, filter_name=filter_name))
+    yield Progress(total, total, "centre check ready")
+    return stack, centers
 
 
 def reconstruct_raw_steps(projections, rows: slice, theta, metadata, raw, options: dict[str, Any]):
