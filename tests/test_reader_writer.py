@@ -123,3 +123,40 @@ def test_provenance_keeps_only_plain_values():
     prov = _writer._provenance(meta)
     assert prov == {"layer_name": "rec", "task": "reconstruct", "center": 3.5,
                     "parameters": {"filter_name": "ramp", "rows": [0, 4]}}
+
+
+@pytest.mark.parametrize("scan_path, ext", [("real/tooth.h5", ".h5"), ("real/savu_i13_24737_tiff", ".tif")])
+def test_real_scans_reopen_from_saved_outputs_as_volumes(shared_data, tmp_path, scan_path, ext):
+    """tooth (DXchange) and Savu (TIFF folder): reconstruct, save through napari's writer, reopen."""
+    import napari_tomoml as tm
+
+    data, kwargs, _ = npe2.read([str(shared_data / scan_path)], plugin_name=PLUGIN, stack=False)[0]
+    assert kwargs["metadata"]["kind"] == "projections"
+    scan = tm.load_scan(shared_data / scan_path)
+    rows = slice(0, 2) if scan.shape[1] <= 2 else slice(60, 62)
+    proj = tm.normalize(scan)[:, rows]
+    volume, meta = tm.reconstruct(proj, scan.theta, center=tm.find_center(proj, scan.theta), device="cpu")
+    layer_meta = {"name": "rec fbp", "metadata": {**meta, "kind": "volume", "source": str(scan_path)}}
+    path = tmp_path / f"rec{ext}"
+    npe2.write(str(path), [(volume, layer_meta, "image")], plugin_name=PLUGIN)
+
+    back = tm.read_volume(path)
+    np.testing.assert_array_equal(np.asarray(back), volume)
+    assert back.metadata["kind"] == "volume" and back.metadata["task"] == "reconstruct"
+    assert back.metadata["parameters"]["center"] == pytest.approx(meta["center"])
+    assert back.metadata["parameters"]["algorithm"] == "fbp"
+    data, kwargs, _ = npe2.read([str(path)], plugin_name=PLUGIN, stack=False)[0]
+    np.testing.assert_array_equal(np.asarray(data), volume)
+    assert kwargs["name"] == "rec fbp" and kwargs["metadata"]["kind"] == "volume"
+    assert kwargs["metadata"]["source"] == str(path)
+    assert kwargs["axis_labels"] == ("z", "y", "x")
+
+
+def test_pixel_size_becomes_layer_scale(tmp_path, scan_h5):
+    import h5py
+
+    with h5py.File(scan_h5, "a") as f:
+        f["/measurement/instrument/detection_system/objective/resolution"] = 0.65
+    _, kwargs, _ = _reader.read_scan(str(scan_h5))[0]
+    assert kwargs["metadata"]["pixel_size_um"] == pytest.approx(0.65)
+    assert kwargs["scale"] == (1.0, 0.65, 0.65)

@@ -94,28 +94,75 @@ def scan_metadata(scan: Any, source: str | Path | None = None) -> dict[str, Any]
     return meta
 
 
+def physical_scale(metadata: dict[str, Any], kind: str, ndim: int) -> dict[str, Any]:
+    """``scale`` (and ``units`` for volumes) layer kwargs from ``metadata["pixel_size_um"]``.
+
+    Projections keep one step per angle on their first axis; their rows and columns, and a
+    volume's z, y, x, are in µm, so a reconstruction lies over the rows it came from.
+
+    >>> physical_scale({"pixel_size_um": 0.65}, "volume", 3)
+    {'scale': (0.65, 0.65, 0.65), 'units': ('um', 'um', 'um')}
+    >>> physical_scale({}, "projections", 3)
+    {}
+    """
+    size = metadata.get("pixel_size_um")
+    if not isinstance(size, (int, float)) or not size > 0:
+        return {}
+    size = float(size)
+    if kind in ("projections", "sinograms") and ndim == 3:
+        return {"scale": (1.0, size, size)}
+    return {"scale": (size,) * ndim, "units": ("um",) * ndim}
+
+
 def scan_layer_data(scan: Any, source: str | Path, name: str | None = None) -> tuple:
     """``(data, kwargs, "image")`` for the raw projections of ``scan``."""
     src = Path(source)
     name = name or (src.stem if src.suffix else src.name)
     data = scan.projections
+    meta = scan_metadata(scan, src)
     kwargs = {
-        "name": f"{name} projections",
-        "metadata": scan_metadata(scan, src),
+        "name": f"{name} projections" if meta["kind"] == "projections" else name,
+        "metadata": meta,
         "contrast_limits": contrast_limits(data),
         "colormap": "gray",
+        "axis_labels": ("angle", "row", "col") if meta["kind"] == "projections" else ("z", "y", "x"),
+        **physical_scale(meta, meta["kind"], data.ndim),
     }
     return (data, kwargs, "image")
 
 
+def volume_layer_data(volume: Any, source: str | Path) -> tuple:
+    """``(data, kwargs, "image")`` for a result we saved, its provenance in ``metadata``."""
+    src = Path(source)
+    meta = dict(volume.metadata)
+    meta["source"] = str(src)
+    name = meta.pop("layer_name", None) or (src.stem if src.suffix else src.name)
+    kwargs = {
+        "name": str(name),
+        "metadata": meta,
+        "contrast_limits": contrast_limits(volume.data),
+        "colormap": "gray",
+        "axis_labels": ("z", "y", "x")[-volume.ndim :],
+        **physical_scale(meta, "volume", volume.ndim),
+    }
+    return (volume.data, kwargs, "image")
+
+
 def read_scan(path: str | list[str]) -> list[tuple]:
-    """Read one scan into a projections layer (raises :class:`~napari_tomoml.errors.ScanReadError`)."""
+    """Read one scan, or a volume we saved, into a layer (raises :class:`~napari_tomoml.errors.ScanReadError`).
+
+    A file whose provenance says it is a result (``task`` written by our writers) comes back as a
+    volume (``kind: volume``, provenance in ``metadata``); anything else as projections.
+    """
     from . import load_scan
+    from .io.volume import _file_metadata, read_volume
 
     p = _single_path(path)
     if p is None:
         from .errors import ScanReadError
 
         raise ScanReadError("napari-tomoml reads one scan at a time; open the files one by one")
+    if _file_metadata(p, None).get("task"):
+        return [volume_layer_data(read_volume(p), p)]
     scan = load_scan(p)
     return [scan_layer_data(scan, p)]

@@ -22,8 +22,11 @@ PROVENANCE = {"task": "reconstruct", "center": 3.5, "parameters": {"filter_name"
 def test_volume_round_trip_with_provenance(tmp_path, rng, name, writer):
     vol = rng.random((3, 5, 4)).astype(np.float32)
     path = writer(tmp_path / name, vol, metadata=PROVENANCE)
-    np.testing.assert_array_equal(read_volume(path), vol)
-    assert isinstance(read_volume(path, lazy=True), da.Array)
+    back = read_volume(path)
+    np.testing.assert_array_equal(back, vol)
+    assert back.metadata["kind"] == "volume"
+    assert {k: back.metadata[k] for k in PROVENANCE} == PROVENANCE  # provenance read back
+    assert isinstance(read_volume(path, lazy=True).data, da.Array)
     if name.endswith(".h5"):
         with h5py.File(path) as f:
             attrs = f["/exchange/data"].attrs
@@ -40,7 +43,8 @@ def test_volume_from_custom_dataset_npy_and_2d(tmp_path, rng):
     path = write_hdf5(tmp_path / "rec.h5", vol, dataset="/recon/volume")
     np.testing.assert_array_equal(read_volume(path), vol)  # the file's only 3-D dataset
     np.save(tmp_path / "v.npy", vol)
-    assert isinstance(read_volume(tmp_path / "v.npy"), np.memmap)
+    assert isinstance(read_volume(tmp_path / "v.npy").data, np.memmap)
+    assert read_volume(tmp_path / "v.npy").metadata["kind"] == "projections"  # nothing says otherwise
     image = write_tiff_stack(tmp_path / "slice.tif", vol[0])
     np.testing.assert_array_equal(read_volume(image), vol[0])
 
@@ -61,3 +65,29 @@ def test_volume_errors_name_the_file(tmp_path, assert_unchanged):
         read_volume(tmp_path / "missing.zarr")
     with pytest.raises(InputError, match="JSON"):
         write_hdf5(tmp_path / "x.h5", np.zeros((2, 2, 2)), metadata={"bad": object()})
+
+
+@pytest.mark.parametrize(
+    "layout, field, value, units, expected",
+    [
+        ("dxchange", "/measurement/instrument/detection_system/objective/resolution", 0.65, None, 0.65),
+        ("dxchange", "/measurement/instrument/detector/actual_pixel_size_x", 1.3, "mm", 1300.0),
+        ("nxtomo", "/entry/instrument/detector/x_pixel_size", 6.5e-6, "m", 6.5),
+    ],
+)
+def test_pixel_size_from_dxchange_and_nxtomo(tmp_path, layout, field, value, units, expected):
+    path = tmp_path / "scan.h5"
+    with h5py.File(path, "w") as f:
+        if layout == "dxchange":
+            f["/exchange/data"] = np.ones((3, 2, 4), np.float32)
+        else:
+            entry = f.create_group("entry")
+            entry.attrs["NX_class"] = "NXentry"
+            entry["definition"] = "NXtomo"
+            f["/entry/instrument/detector/data"] = np.ones((3, 2, 4), np.float32)
+            f["/entry/instrument/detector/image_key"] = np.zeros(3, int)
+        f[field] = value
+        if units:
+            f[field].attrs["units"] = units
+    assert load_scan(path).metadata["pixel_size_um"] == pytest.approx(expected)
+    assert read_volume(path).metadata["pixel_size_um"] == pytest.approx(expected)

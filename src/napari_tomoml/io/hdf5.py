@@ -97,6 +97,41 @@ def _center(*nodes: Any) -> float | None:
     return None
 
 
+# length units as written in DXchange/NeXus ``units`` attributes, in micrometres
+_UM_PER_UNIT = {"m": 1e6, "mm": 1e3, "cm": 1e4, "um": 1.0, "µm": 1.0, "micron": 1.0, "microns": 1.0, "nm": 1e-3}
+# where DXchange (APS) and NXtomo keep the detector pixel size, with the unit assumed without a units attribute
+_PIXEL_SIZE_FIELDS = (
+    ("/measurement/instrument/detection_system/objective/resolution", "um"),
+    ("/measurement/instrument/detector/actual_pixel_size_x", "um"),
+    ("instrument/detector/x_pixel_size", "m"),
+)
+
+
+def pixel_size_attrs(f: h5py.File, entry: h5py.Group | None = None) -> dict[str, Any]:
+    """``{"pixel_size_um": value}`` from a DXchange or NXtomo file, or ``{}`` where it has none.
+
+    DXchange: ``/measurement/instrument/detection_system/objective/resolution`` (the effective
+    pixel, µm) or ``detector/actual_pixel_size_x``; NXtomo: ``instrument/detector/x_pixel_size``
+    of the entry (metres unless its ``units`` attribute says otherwise).
+    """
+    if entry is None:
+        entry = find_nxtomo_entry(f) if "/exchange" not in f else None
+    for name, default_unit in _PIXEL_SIZE_FIELDS:
+        base = f if name.startswith("/") else entry
+        node = base.get(name) if base is not None else None
+        if not isinstance(node, h5py.Dataset) or node.size != 1:
+            continue
+        try:
+            value = float(np.asarray(node[()]).ravel()[0])
+        except (TypeError, ValueError):
+            continue
+        unit = _as_str(node.attrs["units"]).strip() if "units" in node.attrs else default_unit
+        factor = _UM_PER_UNIT.get(unit.replace("micrometer", "um").replace("micrometre", "um"))
+        if factor is not None and np.isfinite(value) and value > 0:
+            return {"pixel_size_um": value * factor}
+    return {}
+
+
 def read_dxchange(path: str | Path, *, lazy: bool | None = None) -> Scan:
     """Read a DXchange HDF5 file (APS): ``/exchange/data``, ``data_white``, ``data_dark``, ``theta``.
 
@@ -139,6 +174,7 @@ def read_dxchange(path: str | Path, *, lazy: bool | None = None) -> Scan:
             "dataset": "/exchange/data",
             "units": _as_str(ds.attrs["units"]) if "units" in ds.attrs else None,
             "notes": notes,
+            **pixel_size_attrs(f),
         }
         center = _center(ds, f.get("/exchange"))
         if center is not None:
@@ -238,6 +274,7 @@ def read_nxtomo(path: str | Path, *, lazy: bool | None = None) -> Scan:
             "dataset": ds.name,
             "units": _as_str(ds.attrs["units"]) if "units" in ds.attrs else None,
             "notes": notes,
+            **pixel_size_attrs(f, entry),
         }
         xpos = _first(entry, "instrument/detector/x_rotation_axis_pixel_position")
         if xpos is not None and xpos.size == 1:
