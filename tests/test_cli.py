@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from napari_tomoml import cli
 from napari_tomoml.io.scan import Scan
@@ -193,3 +194,123 @@ def test_import_tomogan(shared_data, tmp_path, capsys):
     keras = shared_data / "tomogan_published" / "TomoGAN.h5"
     assert cli.main(["import-tomogan", str(keras), str(tmp_path / "published")]) == 0
     assert (tmp_path / "published.safetensors").is_file()
+
+
+TRAIN_ARGS = ["--steps", "6", "--batch", "2", "--crop", "16", "--depth", "1", "--val-every", "2",
+              "--lambda-adv", "1e-3", "--device", "cpu", "-q", "--resume"]
+KILLED_CLI = """
+import os, signal, sys
+import torch
+torch.set_num_threads(1)
+real_save = torch.save
+def dying_save(obj, f, *args, **kwargs):
+    if obj["step"] == 4:  # fault injection: kill -9 inside the second checkpoint
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_save(obj, f, *args, **kwargs)
+torch.save = dying_save
+from napari_tomoml import cli
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_kill_9_during_training_then_the_same_command_ends_like_an_uninterrupted_run(pair_files, tmp_path, capsys):
+    """Regression: each run checkpointed into a new temporary folder, so a rerun started at step 1."""
+    from safetensors.torch import load_file
+
+    noisy, clean = pair_files
+    data = ["--noisy", str(noisy), "--clean", str(clean)]
+    killed = tmp_path / "killed"
+    argv = ["train", "tomogan", str(killed), *data, *TRAIN_ARGS]
+    proc = subprocess.run([sys.executable, "-c", KILLED_CLI, *argv], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr
+    checkpoint = tmp_path / "killed.checkpoint"
+    assert (checkpoint / "step-000000002" / "state.pt").is_file()  # beside the output, user-visible
+    assert not (tmp_path / "killed.safetensors").exists()
+
+    assert cli.main(argv) == 0, capsys.readouterr().err  # the same command again
+    assert not checkpoint.exists()  # done: the checkpoint is gone, the model is saved
+    assert cli.main(["train", "tomogan", str(tmp_path / "straight"), *data, *TRAIN_ARGS]) == 0
+    resumed, straight = load_file(str(tmp_path / "killed.safetensors")), load_file(str(tmp_path / "straight.safetensors"))
+    assert resumed.keys() == straight.keys()
+    for key in straight:
+        assert torch.equal(resumed[key], straight[key]), key  # bitwise on CPU with a seed
+
+
+def test_train_refuses_an_interrupted_run_without_resume_and_other_settings_with_it(pair_files, tmp_path, capsys):
+    from napari_tomoml.training.trainer import latest_checkpoint
+
+    noisy, clean = pair_files
+    data = ["--noisy", str(noisy), "--clean", str(clean)]
+    checkpoint = tmp_path / "ckpt"
+    first = ["train", "tomogan", str(tmp_path / "m"), *data, *TRAIN_ARGS[:-2], "--checkpoint", str(checkpoint)]
+    first[first.index("--steps") + 1] = "2"  # a short run stands in for an interrupted one
+    assert cli.main([*first, "-q"]) == 0
+    assert not checkpoint.exists()
+    checkpoint.mkdir()
+    (checkpoint / "step-000000002").mkdir()
+    (checkpoint / "step-000000002" / "state.pt").write_bytes(b"")
+    (checkpoint / "run.json").write_text("{}")
+    assert latest_checkpoint(checkpoint) is not None
+    again = ["train", "tomogan", str(tmp_path / "m2"), *data, *TRAIN_ARGS[:-2], "--checkpoint", str(checkpoint), "-q"]
+    assert cli.main(again) == 2
+    assert "pass --resume" in capsys.readouterr().err
+    assert cli.main([*again, "--resume"]) == 2
+    assert "other settings or data" in capsys.readouterr().err
+    assert cli.main([*again, "--overwrite"]) == 0  # start over
+
+
+def test_train_refuses_an_existing_card_even_without_weights(pair_files, tmp_path, capsys):
+    """Regression: only OUT.safetensors was checked; the user's OUT.json (notes) was replaced."""
+    noisy, clean = pair_files
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"my": "notes"}')
+    code = cli.main(["train", "tomogan", str(tmp_path / "notes"), "--noisy", str(noisy), "--clean", str(clean), "-q"])
+    assert code == 2 and "notes.json: already exists" in capsys.readouterr().err
+    assert notes.read_text() == '{"my": "notes"}'
+
+
+def test_import_tomogan_refuses_to_replace_without_overwrite(shared_data, tmp_path, capsys):
+    """Regression: import-tomogan replaced out.safetensors / out.json and had no --overwrite."""
+    keras = shared_data / "tomogan_published" / "TomoGAN.h5"
+    if not keras.is_file():
+        pytest.skip("published TomoGAN.h5 absent")
+    out = tmp_path / "published"
+    assert cli.main(["import-tomogan", str(keras), str(out)]) == 0
+    before = (tmp_path / "published.safetensors").read_bytes(), (tmp_path / "published.json").read_bytes()
+    assert cli.main(["import-tomogan", str(keras), str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert ((tmp_path / "published.safetensors").read_bytes(), (tmp_path / "published.json").read_bytes()) == before
+    assert cli.main(["import-tomogan", str(keras), str(out), "--overwrite"]) == 0
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".h5", ".zarr"])
+def test_output_equal_to_input_is_refused_even_with_overwrite(scan_h5, tmp_path, capsys, suffix):
+    """Regression: reconstruct/denoise with OUTPUT = INPUT and --overwrite replaced the input."""
+    vol = tmp_path / f"vol{suffix}"
+    cli.write_volume(vol, np.ones((2, 16, 16), np.float32))
+    assert cli.main(["denoise", str(vol), str(vol), "--overwrite", "-q"]) == 2
+    assert "is the input" in capsys.readouterr().err
+    assert cli.main(["reconstruct", str(scan_h5), str(scan_h5), "--overwrite", "-q"]) == 2
+    assert "is the input" in capsys.readouterr().err
+
+
+def test_killed_npy_reconstruction_keeps_the_previous_result(scan_h5, tmp_path):
+    """Regression: kill -9 during `reconstruct --overwrite` to .npy truncated the previous file."""
+    out = tmp_path / "rec.npy"
+    assert cli.main(["reconstruct", str(scan_h5), str(out), "-q"]) == 0
+    before = out.read_bytes()
+    script = (
+        "import os, signal, sys\n"
+        "import numpy.lib.format as fmt\n"
+        "real = fmt.open_memmap\n"
+        "def dying(*a, **k):\n"
+        "    m = real(*a, **k); m[:1] = 1; m.flush(); os.kill(os.getpid(), signal.SIGKILL)\n"
+        "fmt.open_memmap = dying\n"
+        "from napari_tomoml import cli\n"
+        "cli.main(sys.argv[1:])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, "reconstruct", str(scan_h5), str(out), "--overwrite", "-q"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr
+    assert out.read_bytes() == before
+    np.load(out)  # still a valid array

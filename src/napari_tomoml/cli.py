@@ -60,43 +60,27 @@ def parse_center(text: str | None) -> float | str | None:
         raise InputError(f"--center {text!r}: give a number of detector pixels or 'auto'") from None
 
 
-def _check_output(out: Path, overwrite: bool) -> None:
+def _check_output(out: Path, overwrite: bool, inputs: Sequence[Any] = ()) -> None:
+    """Fail before any work: unknown format, existing output, output = input, unwritable folder."""
     from .errors import InputError
+    from .io.writers import check_output
 
     if out.suffix.lower() not in VOLUME_SUFFIXES:
         raise InputError(
             f"output {str(out)!r}: unknown format {out.suffix or '(no extension)'!r}; "
             f"use one of {', '.join(VOLUME_SUFFIXES)}"
         )
-    if out.exists() and not overwrite:
-        raise InputError(f"output {str(out)!r} exists; pass --overwrite to replace it")
+    check_output(out, overwrite=overwrite, inputs=inputs)
 
 
-def write_volume(out: Path, volume: Any, *, overwrite: bool = False, metadata: dict | None = None) -> Path:
-    """Write ``volume`` by the extension of ``out`` (.tif/.tiff/.h5/.hdf5/.zarr/.npy)."""
-    import inspect
+def write_volume(out: Path, volume: Any, *, overwrite: bool = False, metadata: dict | None = None,
+                 inputs: Sequence[Any] = ()) -> Path:
+    """Write ``volume`` by the extension of ``out`` (.tif/.tiff/.h5/.hdf5/.zarr/.npy), atomically."""
+    from .io.writers import write_volume as write
 
-    import numpy as np
-
-    _check_output(out, overwrite)
-    suffix = out.suffix.lower()
-    if suffix == ".npy":
-        np.save(out, np.asarray(volume))
-        return out
-    from .io import writers
-
-    func = {
-        ".tif": writers.write_tiff_stack,
-        ".tiff": writers.write_tiff_stack,
-        ".h5": writers.write_hdf5,
-        ".hdf5": writers.write_hdf5,
-        ".zarr": writers.write_zarr,
-    }[suffix]
-    kwargs: dict[str, Any] = {"overwrite": overwrite}
-    if metadata is not None and "metadata" in inspect.signature(func).parameters:
-        kwargs["metadata"] = _jsonable(metadata)
-    func(out, volume, **kwargs)
-    return out
+    _check_output(out, overwrite, inputs)
+    return write(out, volume, overwrite=overwrite, inputs=inputs,
+                 metadata=None if metadata is None else _jsonable(metadata))
 
 
 def _jsonable(meta: dict) -> dict:
@@ -120,7 +104,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     out = Path(args.output)
-    _check_output(out, args.overwrite)  # cheap checks first: fail before reading anything
+    _check_output(out, args.overwrite, [args.input])  # cheap checks first: fail before reading anything
     rows = parse_rows(args.rows)
     center = parse_center(args.center)
 
@@ -164,7 +148,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     meta.setdefault("source", str(args.input))
     if rows is not None:
         meta["rows"] = [rows.start, rows.stop]
-    write_volume(out, volume, overwrite=args.overwrite, metadata=meta)
+    write_volume(out, volume, overwrite=args.overwrite, metadata=meta, inputs=[args.input])
     c = meta.get("center")
     c_text = f", centre {c:.2f} px" if isinstance(c, (int, float)) else ""
     print(f"wrote {out} ({' x '.join(map(str, np.shape(volume)))} {args.algorithm}{c_text})")
@@ -189,7 +173,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     from .tasks.denoise import denoise_steps
 
     out = Path(args.output)
-    _check_output(out, args.overwrite)
+    _check_output(out, args.overwrite, [args.input])
     volume = _read_volume(Path(args.input))
     result = run_to_end(denoise_steps(volume, model=args.model, device=args.device), progress=_progress(args))
     if isinstance(result, tuple):
@@ -198,16 +182,21 @@ def cmd_denoise(args: argparse.Namespace) -> int:
         denoised, meta = result, {}
     meta = dict(meta or {})
     meta.setdefault("source", str(args.input))
-    write_volume(out, denoised, overwrite=args.overwrite, metadata=meta)
+    write_volume(out, denoised, overwrite=args.overwrite, metadata=meta, inputs=[args.input])
     print(f"wrote {out} ({' x '.join(map(str, np.shape(denoised)))}, model {args.model})")
     return 0
 
 
 def cmd_train_tomogan(args: argparse.Namespace) -> int:
-    from .tasks.train import train_and_save_steps
     from .errors import InputError
+    from .io.writers import check_output
+    from .models.store import _paths
     from .progress import run_to_end
+    from .tasks.train import check_options, default_checkpoint, train_and_save_steps
 
+    check_options({"steps": args.steps, "batch": args.batch, "crop": args.crop, "val_every": args.val_every})
+    for target in _paths(Path(args.output)):  # before reading the training data
+        check_output(target, overwrite=args.overwrite)
     if bool(args.pairs) == bool(args.noisy or args.clean):
         raise InputError("give either --pairs FILE.h5 or both --noisy and --clean volumes")
     if args.pairs:
@@ -218,9 +207,6 @@ def cmd_train_tomogan(args: argparse.Namespace) -> int:
         source = {"noisy": _read_volume(Path(args.noisy)), "clean": _read_volume(Path(args.clean)),
                   "val_fraction": args.val_fraction}
     out = Path(args.output)
-    weights = out if out.suffix == ".safetensors" else out.with_name(out.name + ".safetensors")
-    if weights.exists() and not args.overwrite:
-        raise InputError(f"model {str(weights)!r} exists; pass --overwrite to replace it")
     options: dict[str, Any] = {
         "depth": args.depth, "steps": args.steps, "batch": args.batch, "crop": args.crop,
         "val_every": args.val_every, "seed": args.seed, "device": args.device,
@@ -228,7 +214,10 @@ def cmd_train_tomogan(args: argparse.Namespace) -> int:
     }
     if args.vgg:
         options["vgg"] = args.vgg
-    path, best = run_to_end(train_and_save_steps(source, str(out), options), progress=_progress(args))
+    checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint(out)
+    steps = train_and_save_steps(source, str(out), options, checkpoint_dir=checkpoint, resume=args.resume,
+                                 overwrite=args.overwrite)
+    path, best = run_to_end(steps, progress=_progress(args))
     scores = ", ".join(f"{k} {v:.4g}" for k, v in best.items() if k in ("psnr", "ssim", "val_loss"))
     print(f"wrote {path}" + (f" (best validation: {scores})" if scores else ""))
     return 0
@@ -237,7 +226,7 @@ def cmd_train_tomogan(args: argparse.Namespace) -> int:
 def cmd_import_tomogan(args: argparse.Namespace) -> int:
     from . import import_tomogan_keras
 
-    path = import_tomogan_keras(Path(args.keras_h5), Path(args.output))
+    path = import_tomogan_keras(Path(args.keras_h5), Path(args.output), overwrite=args.overwrite)
     print(f"wrote {path}")
     return 0
 
@@ -311,13 +300,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--vgg", help="VGG19 weights for the perceptual loss")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto")
-    t.add_argument("--overwrite", action="store_true")
+    t.add_argument("--checkpoint", metavar="DIR", help="where to checkpoint at each validation "
+                   "(default: OUTPUT.checkpoint beside the model; removed once the model is saved)")
+    t.add_argument("--resume", action="store_true", help="continue the interrupted run in the checkpoint "
+                   "(same settings and data); ends with the weights an uninterrupted run would have")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing model, or start over "
+                   "from an interrupted run's checkpoint")
     t.add_argument("-q", "--quiet", action="store_true")
     t.set_defaults(func=cmd_train_tomogan)
 
     p = sub.add_parser("import-tomogan", help="convert the published Keras TomoGAN generator into a model file")
     p.add_argument("keras_h5", help="the published TomoGAN.h5 (Keras)")
     p.add_argument("output", help="model file to write (safetensors + JSON card)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model file and card")
     p.set_defaults(func=cmd_import_tomogan)
     return parser
 

@@ -28,3 +28,11 @@ class Cancelled(TomomlError):
 
 class OutputExistsError(TomomlError, FileExistsError):
     """A writer was asked to write over an existing file or folder without ``overwrite=True``."""
+
+
+class OutputError(TomomlError, OSError):
+    """An output cannot be written where asked: a read-only or missing folder, the input itself."""
+
+
+class ResultError(TomomlError, ArithmeticError):
+    """A computation produced no usable result (e.g. all NaN/inf); nothing was written."""

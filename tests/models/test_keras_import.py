@@ -53,8 +53,25 @@ def test_import_rejects_files_that_are_not_the_model(tmp_path):
 def test_load_model_imports_a_keras_file_once_into_the_cache(published_h5, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     first = load_model(published_h5)
-    cached = tmp_path / "napari-tomoml" / "models" / "TomoGAN-imported.safetensors"
-    assert cached.is_file() and first.source == str(cached)
+    (cached,) = (tmp_path / "napari-tomoml" / "models").glob("TomoGAN-*.safetensors")
+    assert first.source == str(cached)
     mtime = cached.stat().st_mtime_ns
     assert load_model(published_h5).card == first.card
     assert cached.stat().st_mtime_ns == mtime  # reused, not converted again
+
+
+def test_keras_cache_is_keyed_by_content_not_name_or_date(published_h5, tmp_path, monkeypatch):
+    """Regression: b/TomoGAN.h5 (older, other weights) after a/TomoGAN.h5 used a's weights."""
+    import os
+    import shutil
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    a, b = shutil.copy(published_h5, tmp_path / "a"), shutil.copy(published_h5, tmp_path / "b")
+    with h5py.File(b, "r+") as f:
+        f["model_weights/conv2d_15/conv2d_15/bias:0"][...] += 7.0
+    os.utime(b, (1_000_000, 1_000_000))  # b is older than a
+    from_a = load_model(a)
+    from_b = load_model(b)
+    assert from_a.source != from_b.source
+    assert torch.allclose(from_b.module.out.bias, from_a.module.out.bias + 7.0)

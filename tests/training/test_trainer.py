@@ -13,6 +13,10 @@ CROP, BATCH = 16, 4
 
 @pytest.fixture(scope="module")
 def pairs():
+    return _pairs()
+
+
+def _pairs():
     rng = np.random.default_rng(0)
     clean = np.zeros((4, 32, 32), np.float32)
     clean[:, 8:24, 10:20] = 1.0
@@ -56,7 +60,7 @@ def test_resume_continues_the_step_count_and_repeats_the_run(pairs, tmp_path):
     result = run_to_end(resumed.steps(6))
     assert result.step == 6
     for key, value in straight.task.generator.state_dict().items():
-        torch.testing.assert_close(resumed.task.generator.state_dict()[key], value, rtol=1e-4, atol=1e-6)
+        assert torch.equal(resumed.task.generator.state_dict()[key], value), key  # bitwise on CPU
 
 
 def test_cancel_stops_at_a_yield_and_keeps_the_best(pairs, tmp_path):
@@ -67,7 +71,9 @@ def test_cancel_stops_at_a_yield_and_keeps_the_best(pairs, tmp_path):
             break
     steps.close()
     assert trainer.step == 5
-    assert (tmp_path / "ckpt" / "state.pt").is_file() and (tmp_path / "ckpt" / "best.safetensors").is_file()
+    ckpt = tmp_path / "ckpt" / "step-000000005"
+    assert (ckpt / "state.pt").is_file() and (ckpt / "best.safetensors").is_file()
+    assert [p.name for p in (tmp_path / "ckpt").iterdir()] == [ckpt.name]  # one complete checkpoint
     assert _val_loss(trainer) == pytest.approx(trainer.best, rel=1e-4)
 
     trainer.request_stop()
@@ -91,3 +97,43 @@ def test_epochs_are_whole_numbers_of_steps(pairs):
     assert run_to_end(trainer.epochs(2)).step == 4
     with pytest.raises(ValueError, match="steps_per_epoch"):
         _trainer(pairs).epochs(1)
+
+
+KILLED_TRAINING = """
+import os, signal, sys
+import numpy as np, torch
+torch.set_num_threads(1)
+sys.path.insert(0, sys.argv[2])
+from test_trainer import CROP, BATCH, _pairs, _trainer
+from napari_tomoml.progress import run_to_end
+
+real_save = torch.save
+def dying_save(obj, f, *args, **kwargs):
+    if obj["step"] == 4:  # inside the second checkpoint: its weights are written, its state is not
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_save(obj, f, *args, **kwargs)
+torch.save = dying_save
+run_to_end(_trainer(_pairs(), sys.argv[1], val_every=2).steps(6))
+"""
+
+
+def test_kill_9_inside_a_checkpoint_then_resume_equals_an_uninterrupted_run(pairs, tmp_path):
+    """Regression: files of a checkpoint were replaced one at a time; a kill mixed steps 9 and 10."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    ckpt = tmp_path / "ckpt"
+    proc = subprocess.run([sys.executable, "-c", KILLED_TRAINING, str(ckpt), str(Path(__file__).parent)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr
+    names = sorted(p.name for p in ckpt.iterdir())
+    assert names[-1] == "step-000000002" and names[0].startswith(".step-000000004.tmp-")  # half a save
+    resumed = _trainer(pairs, ckpt, val_every=2)
+    assert resumed.step == 2  # the last complete checkpoint, not the half-written one
+    run_to_end(resumed.steps(6))
+    assert sorted(p.name for p in ckpt.iterdir()) == ["step-000000006"]  # leftovers cleaned
+    straight = _trainer(pairs, val_every=2)
+    run_to_end(straight.steps(6))
+    for key, value in straight.task.generator.state_dict().items():
+        assert torch.equal(resumed.task.generator.state_dict()[key], value), key

@@ -8,18 +8,20 @@ along the first axis, so a lazy (dask, memmap, HDF5) input never has to fit in m
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, OutputExistsError
+from ..errors import InputError, OutputError, OutputExistsError, ResultError
 from .scan import Scan
 
 #: Size of one slab read from the input while writing.
@@ -71,28 +73,146 @@ def storage_chunks(shape: tuple[int, ...], itemsize: int, target: int = 1 << 20)
     return (n_frames, rows) + tuple(shape[2:])
 
 
-@contextmanager
-def _atomic(path: str | Path, overwrite: bool) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; move it onto ``path`` only if the block succeeds."""
+# ---------------------------------------------------------------------------- atomic outputs
+_TMP, _OLD = ".tmp-", ".old-"
+
+
+def check_output(path: str | Path, *, overwrite: bool = False, inputs: Iterable[str | Path] = ()) -> Path:
+    """The one refusal rule for every output; raises before any work is done.
+
+    Refused: an existing ``path`` unless ``overwrite`` (:class:`OutputExistsError`); a ``path``
+    that is one of ``inputs``, even with ``overwrite`` (the input would be lost), and a folder
+    that cannot be written (:class:`OutputError`). Missing parent folders are fine (created later).
+
+    >>> check_output("/tmp/new-volume.npy")
+    PosixPath('/tmp/new-volume.npy')
+    """
     path = Path(path)
+    for source in inputs:
+        if source is not None and _same_path(path, Path(source)):
+            raise OutputError(f"output {path} is the input; write the result under another name")
     if (path.exists() or path.is_symlink()) and not overwrite:
-        raise OutputExistsError(f"{path}: already exists; pass overwrite=True to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+        raise OutputExistsError(f"{path}: already exists; pass --overwrite (overwrite=True) to replace it")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise OutputError(f"cannot write {path}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {path}: the folder {folder} is not writable")
+    return path
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def clean_leftovers(path: str | Path) -> list[Path]:
+    """Remove what killed writes of ``path`` left behind; returns what was removed or restored.
+
+    Temporary ``.NAME.tmp-PID-*`` files of processes that are gone are deleted. A folder output
+    moved aside as ``.NAME.old-PID-*`` by a write killed between its two renames is put back when
+    ``path`` is missing (the old result is restored), else deleted.
+
+    >>> clean_leftovers("/tmp/never-written.npy")
+    []
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    done = []
+    for kind in (_OLD, _TMP):
+        for left in sorted(path.parent.glob(f".{glob.escape(path.name)}{kind}*")):
+            pid_text = left.name[len(path.name) + 1 + len(kind):].split("-", 1)[0]
+            if pid_text.isdigit() and _pid_alive(int(pid_text)):
+                continue  # a write in progress in another process
+            if kind == _OLD and not (path.exists() or path.is_symlink()):
+                os.replace(left, path)
+            elif left.is_dir() and not left.is_symlink():
+                shutil.rmtree(left, ignore_errors=True)
+            else:
+                left.unlink(missing_ok=True)
+            done.append(left)
+    return done
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file, or every file of a folder, to disk (where the OS allows it)."""
+    targets = [path] if not path.is_dir() else [Path(d) / f for d, _, fs in os.walk(path) for f in fs]
+    if path.is_dir():
+        targets += [Path(d) for d, _, _ in os.walk(path)]
+    for target in targets:
+        try:
+            fd = os.open(target, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.fsync(fd)
+        except OSError:  # e.g. folders on Windows
+            pass
+        finally:
+            os.close(fd)
+
+
+@contextmanager
+def atomic_output(
+    path: str | Path, *, overwrite: bool = False, inputs: Iterable[str | Path] = ()
+) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; it becomes ``path`` only if the block succeeds.
+
+    The one way every output is written: :func:`check_output` first (the refusal rule), leftovers
+    of killed runs cleaned (:func:`clean_leftovers`), then the block writes the temporary file
+    or folder (same folder, so the final rename is atomic), which is flushed to disk (fsync) and
+    renamed onto ``path``. A crash, an error or kill -9 at any moment leaves either the old output
+    or the new one, never a mix or a truncated file.
+
+    >>> with atomic_output("/tmp/result.npy", overwrite=True) as tmp:    # doctest: +SKIP
+    ...     np.save(tmp, volume)
+    """
+    path = check_output(path, overwrite=overwrite, inputs=inputs)
+    clean_leftovers(path)
+    if (path.exists() or path.is_symlink()) and not overwrite:  # restored by clean_leftovers
+        raise OutputExistsError(f"{path}: already exists; pass --overwrite (overwrite=True) to replace it")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the folder {path.parent}: {exc.strerror or exc}") from None
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = path.with_name(f".{path.name}{_TMP}{tag}")
     try:
         yield tmp
+        if not (tmp.exists() or tmp.is_symlink()):
+            raise OutputError(f"nothing was written to {path}")
+        _fsync(tmp)
         if path.is_dir() and not path.is_symlink():
-            # a folder cannot be replaced in one step: move the old one aside first
-            old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
+            # a folder cannot be replaced in one step: move the old one aside first (restored by
+            # clean_leftovers if we are killed before the second rename)
+            old = path.with_name(f".{path.name}{_OLD}{tag}")
             os.replace(path, old)
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
+        _fsync(path.parent)
     finally:
-        if tmp.is_dir():
+        if tmp.is_dir() and not tmp.is_symlink():
             shutil.rmtree(tmp, ignore_errors=True)
-        elif tmp.exists():
+        elif tmp.exists() or tmp.is_symlink():
             tmp.unlink()
 
 
@@ -166,7 +286,7 @@ def write_tiff_stack(
         for _, slab in _slabs(volume):
             yield from slab
 
-    with _atomic(path, overwrite) as tmp:
+    with atomic_output(path, overwrite=overwrite) as tmp:
         with tifffile.TiffWriter(tmp, bigtiff=big) as tif:
             # minisblack: a last axis of 3 or 4 must stay columns, not become RGB(A) samples
             tif.write(
@@ -211,7 +331,7 @@ def write_hdf5(
     # DXchange names beside /exchange/data; "<dataset>_theta" etc. beside any other dataset
     sibling = (lambda n: f"{group}/{n}") if name == "data" else (lambda n: f"{dataset}_{n}")
     chunks = chunks or storage_chunks(tuple(volume.shape), np.dtype(volume.dtype).itemsize)
-    with _atomic(path, overwrite) as tmp:
+    with atomic_output(path, overwrite=overwrite) as tmp:
         with h5py.File(tmp, "w") as f:
             ds = f.create_dataset(dataset, shape=volume.shape, dtype=volume.dtype, chunks=chunks)
             ds.attrs.update(attrs)
@@ -252,7 +372,7 @@ def write_zarr(
     theta = _check_theta(theta, volume)
     data_attrs = _json_metadata(metadata)
     chunks = tuple(chunks or storage_chunks(tuple(volume.shape), np.dtype(volume.dtype).itemsize))
-    with _atomic(path, overwrite) as tmp:
+    with atomic_output(path, overwrite=overwrite) as tmp:
         group = zarr.open_group(store=str(tmp), mode="w")
         group.attrs.update(group_attrs)
         data = group.create_array("data", shape=volume.shape, dtype=volume.dtype, chunks=chunks)
@@ -267,4 +387,165 @@ def write_zarr(
             th = group.create_array("theta", shape=theta.shape, dtype="float64")
             th[...] = np.degrees(theta)
             th.attrs["units"] = "degrees"
+    return Path(path)
+
+
+# ---------------------------------------------------------------------------- results written as they come
+#: Volume formats the CLI and tasks write, by extension.
+VOLUME_SUFFIXES = (".tif", ".tiff", ".h5", ".hdf5", ".zarr", ".npy")
+
+
+def write_npy(path: str | Path, volume: Any, *, overwrite: bool = False) -> Path:
+    """Write an array as ``.npy`` slab by slab (a lazy input never has to fit in memory), atomically.
+
+    >>> import numpy as np
+    >>> write_npy("rec.npy", np.zeros((4, 8, 8), np.float32))   # doctest: +SKIP
+    PosixPath('rec.npy')
+    """
+    volume = _check_volume(volume)
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=volume.dtype, shape=tuple(volume.shape))
+        for sl, slab in _slabs(volume):
+            out[sl] = slab
+        out.flush()
+        del out
+    return Path(path)
+
+
+class VolumeSink:
+    """A volume on disk being filled slab by slab along z: ``sink[a:b] = slab``.
+
+    Made by :func:`open_volume`; counts non-finite values as they arrive so a result that is all
+    NaN/inf is refused before it becomes a file.
+    """
+
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype, target: Any, description: dict | None = None):
+        self.shape, self.dtype, self.ndim = tuple(shape), np.dtype(dtype), len(shape)
+        self._target = target  # array-like supporting slab assignment, or a TIFF writer
+        self._description = description  # TIFF only: metadata for the file's description
+        self._next = 0  # TIFF pages go in order
+        self.written = 0
+        self.nonfinite = 0
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __setitem__(self, key: slice | int, value: Any) -> None:
+        start, stop, _ = (key if isinstance(key, slice) else slice(key, key + 1)).indices(self.shape[0])
+        slab = np.asarray(value, dtype=self.dtype).reshape((stop - start,) + self.shape[1:])
+        if self.dtype.kind == "f":
+            self.nonfinite += slab.size - int(np.count_nonzero(np.isfinite(slab)))
+        self.written += slab.size
+        if hasattr(self._target, "write"):  # tifffile.TiffWriter: pages in order
+            if start != self._next:
+                raise RuntimeError(f"TIFF pages are written in order: expected z={self._next}, got {start}")
+            for page in slab:
+                self._target.write(page, contiguous=True, photometric="minisblack", metadata=self._description)
+            self._next = stop
+        else:
+            self._target[start:stop] = slab
+
+    def check(self, path: Path) -> None:
+        """Refuse a result that is all NaN/inf (or incomplete); warn when some values are."""
+        expected = int(np.prod(self.shape))
+        if self.written < expected:
+            raise ResultError(f"{path}: only {self.written} of {expected} values were computed; nothing written")
+        if self.nonfinite == self.written and self.written:
+            raise ResultError(
+                f"the result for {path} is entirely NaN/inf (a broken model file, or input that is "
+                "NaN/inf); nothing was written"
+            )
+        if self.nonfinite:
+            warnings.warn(f"{path}: {self.nonfinite} of {self.written} values are NaN/inf", stacklevel=3)
+
+
+@contextmanager
+def open_volume(
+    path: str | Path,
+    shape: tuple[int, ...],
+    dtype: Any = np.float32,
+    *,
+    overwrite: bool = False,
+    inputs: Iterable[str | Path] = (),
+    metadata: dict[str, Any] | None = None,
+) -> Iterator[VolumeSink]:
+    """A :class:`VolumeSink` for ``path`` (format by extension) that becomes the file at the end.
+
+    Lets a task write its result slab by slab as it computes it, so the whole volume never has
+    to be in memory. Goes through :func:`atomic_output`; a result that is all NaN/inf raises
+    :class:`ResultError` and leaves nothing (and the old output, if any, untouched).
+
+    >>> with open_volume("rec.zarr", (100, 512, 512)) as out:       # doctest: +SKIP
+    ...     for z in range(0, 100, 10):
+    ...         out[z : z + 10] = reconstruct_rows(z, z + 10)
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in VOLUME_SUFFIXES:
+        raise InputError(
+            f"output {str(path)!r}: unknown format {suffix or '(no extension)'!r}; use one of {', '.join(VOLUME_SUFFIXES)}"
+        )
+    shape, dtype = tuple(int(s) for s in shape), np.dtype(dtype)
+    metadata = _json_metadata(metadata)
+    with atomic_output(path, overwrite=overwrite, inputs=inputs) as tmp:
+        if suffix == ".npy":
+            array = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+            sink = VolumeSink(shape, dtype, array)
+            yield sink
+            sink.check(path)
+            array.flush()
+            del array
+        elif suffix in (".h5", ".hdf5"):
+            import h5py
+
+            with h5py.File(tmp, "w") as f:
+                ds = f.create_dataset("/exchange/data", shape=shape, dtype=dtype, chunks=storage_chunks(shape, dtype.itemsize))
+                for key, value in metadata.items():
+                    if value is not None:
+                        ds.attrs[key] = value if isinstance(value, (str, int, float, bool)) else json.dumps(value)
+                sink = VolumeSink(shape, dtype, ds)
+                yield sink
+                sink.check(path)
+        elif suffix == ".zarr":
+            import zarr
+
+            group = zarr.open_group(store=str(tmp), mode="w")
+            data = group.create_array("data", shape=shape, dtype=dtype, chunks=storage_chunks(shape, dtype.itemsize))
+            data.attrs.update(metadata)
+            sink = VolumeSink(shape, dtype, data)
+            yield sink
+            sink.check(path)
+        else:
+            import tifffile
+
+            big = int(np.prod(shape)) * dtype.itemsize > BIGTIFF_BYTES
+            with tifffile.TiffWriter(tmp, bigtiff=big) as tif:
+                sink = VolumeSink(shape, dtype, tif, metadata)
+                yield sink
+                sink.check(path)
+
+
+def write_volume(
+    path: str | Path,
+    volume: Any,
+    *,
+    overwrite: bool = False,
+    inputs: Iterable[str | Path] = (),
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write a result volume by the extension of ``path`` (.tif/.tiff/.h5/.hdf5/.zarr/.npy).
+
+    Slab by slab through :func:`open_volume`: atomic, refuses existing outputs without
+    ``overwrite`` and the input itself, and refuses a result that is all NaN/inf.
+
+    >>> import numpy as np
+    >>> write_volume("rec.npy", np.zeros((4, 8, 8), np.float32))   # doctest: +SKIP
+    PosixPath('rec.npy')
+    """
+    volume = _check_volume(volume)
+    if volume.ndim == 2:
+        volume = np.asarray(volume)[None]
+    with open_volume(path, volume.shape, volume.dtype, overwrite=overwrite, inputs=inputs, metadata=metadata) as out:
+        for sl, slab in _slabs(volume):
+            out[sl] = slab
     return Path(path)

@@ -140,24 +140,32 @@ def tomogan_from_keras(h5_path: str | Path) -> TomoGAN:
     return net.eval()
 
 
-def import_tomogan_keras(h5_path: str | Path, out_path: str | Path) -> Path:
+def import_tomogan_keras(h5_path: str | Path, out_path: str | Path, *, overwrite: bool = False) -> Path:
     """Convert the published Keras TomoGAN file into our model file; returns the weights path.
 
     The result loads with ``tm.denoise(volume, model=<returned path>)``. Its card records
-    depth 1, nearest upsampling and the 0..255 input scale (percentiles 0.5/99.5 -> 0/255).
+    depth 1, nearest upsampling and the 0..255 input scale (percentiles 0.5/99.5 -> 0/255), and
+    the SHA-256 of the source file. An existing model file is replaced only with ``overwrite``.
 
     >>> import napari_tomoml as tm
     >>> path = tm.import_tomogan_keras("TomoGAN.h5", "models/tomogan-aps-shale")  # doctest: +SKIP
     >>> clean = tm.denoise(noisy_volume, model=path)                               # doctest: +SKIP
     """
+    from ..io.writers import check_output
+    from .store import _paths, _sha256
+
     h5_path = Path(h5_path)
+    for target in _paths(Path(out_path)):
+        check_output(target, overwrite=overwrite, inputs=[h5_path])  # before the work
     net = tomogan_from_keras(h5_path)
     return save_model(
         net,
         out_path,
+        overwrite=overwrite,
         normalization=dict(IMPORTED_NORMALIZATION),
         training={
             "source": f"imported from {h5_path.name} (Keras 2.2.4, published TomoGAN generator)",
+            "source_sha256": _sha256(h5_path),
             "data": "APS shale: FBP of every 32nd projection -> 100-iteration SIRT of all projections, 8-bit",
             "license": "Apache-2.0 (weights by the TomoGAN authors)",
         },
@@ -168,13 +176,26 @@ def import_tomogan_keras(h5_path: str | Path, out_path: str | Path) -> Path:
 def import_tomogan_keras_cached(h5_path: str | Path) -> Path:
     """The imported model file for a Keras ``.h5``, converting it on first use into :func:`model_cache_dir`.
 
+    The cache is keyed by the file's content (SHA-256), not its name or date: two different
+    ``TomoGAN.h5`` files never share an entry, and a replaced file is imported again.
+
     >>> import_tomogan_keras_cached("TomoGAN.h5")   # doctest: +SKIP
-    PosixPath('~/.cache/napari-tomoml/models/TomoGAN-imported.safetensors')
+    PosixPath('~/.cache/napari-tomoml/models/TomoGAN-3f2a9c0d1e4b5a67.safetensors')
     """
+    from .store import _paths, _sha256
+
     h5_path = Path(h5_path)
-    target = model_cache_dir() / f"{h5_path.stem}-imported.safetensors"
-    # a newer .h5 than the cached import means the user replaced the file: import again
-    if not target.is_file() or (h5_path.is_file() and h5_path.stat().st_mtime > target.stat().st_mtime):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        import_tomogan_keras(h5_path, target.with_suffix(""))
+    if not h5_path.is_file():
+        raise ModelFileError(f"Keras model file {h5_path} does not exist")
+    digest = _sha256(h5_path)
+    target = model_cache_dir() / f"{h5_path.stem}-{digest[:16]}.safetensors"
+    weights, card = _paths(target)
+    cached = weights.is_file() and card.is_file()
+    if cached:
+        try:
+            cached = json.loads(card.read_text()).get("training", {}).get("source_sha256") == digest
+        except (OSError, ValueError, AttributeError):
+            cached = False
+    if not cached:
+        import_tomogan_keras(h5_path, target.with_suffix(""), overwrite=True)
     return target

@@ -14,7 +14,9 @@ Bundled models live in ``napari_tomoml/weights/`` and are loaded by name (``"tom
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -91,23 +93,36 @@ def make_card(module: nn.Module, **fields: Any) -> dict[str, Any]:
     return card
 
 
-def save_model(module: nn.Module, path: str | Path, **card_fields: Any) -> Path:
+def save_model(module: nn.Module, path: str | Path, *, overwrite: bool = True, **card_fields: Any) -> Path:
     """Write ``module`` as ``<path>.safetensors`` + ``<path>.json``; returns the weights path.
 
     ``card_fields`` fill the card: ``normalization``, ``training``, ``metrics``, ``description``.
+    Both files are written atomically (weights first, card last); the card records the weights'
+    SHA-256, so a card and weights from different saves are refused on loading. With
+    ``overwrite=False`` an existing weights file or card is refused (:class:`OutputExistsError`).
 
     >>> save_model(TomoGAN(), "/tmp/my-tomogan", metrics={"psnr": 30.1})   # doctest: +SKIP
     PosixPath('/tmp/my-tomogan.safetensors')
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
+
+    from ..io.writers import atomic_output, check_output
 
     weights, card_path = _paths(Path(path))
+    for target in (weights, card_path):
+        check_output(target, overwrite=overwrite)
     card = make_card(module, **card_fields)
-    weights.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in module.state_dict().items()}
-    save_file(state, str(weights), metadata={"format": "pt", "architecture": card["architecture"]})
-    weights.chmod(0o644)  # safetensors writes owner-only files; bundled/shared models must be readable
-    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    bad = [k for k, v in state.items() if not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ModelFileError(f"refusing to save {weights}: tensor {bad[0]} holds NaN/inf (training diverged?)")
+    data = save(state, metadata={"format": "pt", "architecture": card["architecture"]})
+    card["weights_sha256"] = hashlib.sha256(data).hexdigest()
+    # nested: the weights are renamed into place first, the card (which names them) last
+    with atomic_output(card_path, overwrite=overwrite) as card_tmp, atomic_output(weights, overwrite=overwrite) as tmp:
+        tmp.write_bytes(data)
+        tmp.chmod(0o644)  # bundled/shared models must be readable by others
+        card_tmp.write_text(json.dumps(card, indent=2) + "\n")
     return weights
 
 
@@ -178,9 +193,43 @@ def read_card(path: str | Path) -> dict[str, Any]:
         raise ModelFileError(f"model card {path} is not valid JSON ({exc})") from exc
     if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
         raise ModelFileError(f"{path} is not a napari-tomoml model card (no \"format\": \"{CARD_FORMAT}\")")
-    if card.get("format_version", 0) > CARD_VERSION:
-        raise ModelFileError(f"{path} was written by a newer napari-tomoml (card version {card['format_version']})")
+    version = card.get("format_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ModelFileError(f"{path}: format_version must be a whole number, got {version!r}")
+    if version > CARD_VERSION:
+        raise ModelFileError(f"{path} was written by a newer napari-tomoml (card version {version})")
+    if not isinstance(card.get("architecture"), str):
+        raise ModelFileError(f"{path}: architecture must be a name like \"tomogan\", got {card.get('architecture')!r}")
+    if not isinstance(card.get("config", {}), dict):
+        raise ModelFileError(f"{path}: config must be an object of settings, got {card.get('config')!r}")
+    card.setdefault("normalization", dict(DEFAULT_NORMALIZATION))
+    _check_normalization(path, card["normalization"])
     return card
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_normalization(path: Path, spec: Any) -> None:
+    """The card's input normalisation must describe a usable, invertible mapping."""
+    where = f"{path}: normalization"
+    if not isinstance(spec, dict):
+        raise ModelFileError(f"{where} must be an object like {json.dumps(DEFAULT_NORMALIZATION)}, got {spec!r}")
+    kind = spec.get("kind")
+    if kind == "affine":
+        if not (_number(spec.get("offset")) and _number(spec.get("scale")) and spec["scale"] != 0):
+            raise ModelFileError(f"{where}: an affine mapping needs a number offset and a non-zero number scale")
+    elif kind == "percentile":
+        pcts, rng = spec.get("percentiles", [0.5, 99.5]), spec.get("range", [0.0, 1.0])
+        if not (isinstance(pcts, list) and len(pcts) == 2 and all(_number(x) and 0 <= x <= 100 for x in pcts)):
+            raise ModelFileError(f"{where}: percentiles must be two numbers between 0 and 100, got {pcts!r}")
+        if not pcts[0] < pcts[1]:
+            raise ModelFileError(f"{where}: percentiles {pcts} must be increasing (low, high)")
+        if not (isinstance(rng, list) and len(rng) == 2 and all(_number(x) for x in rng) and rng[0] != rng[1]):
+            raise ModelFileError(f"{where}: range must be two different numbers, got {rng!r}")
+    else:
+        raise ModelFileError(f"{where} kind {kind!r} is unknown: use 'percentile' or 'affine'")
 
 
 def _paths(path: Path) -> tuple[Path, Path]:
@@ -188,8 +237,16 @@ def _paths(path: Path) -> tuple[Path, Path]:
     return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
 
 
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".bin")
+
+
 def _resolve(spec: str | Path) -> tuple[Path, Path]:
     path = Path(spec)
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise ModelFileError(
+            f"{path}: {path.suffix} files are Python pickles, which can run code when loaded, and are refused; "
+            "use a safetensors model file with its JSON card (see tm.save_model)"
+        )
     weights, card = _paths(path)
     if weights.is_file() or card.is_file():
         if not weights.is_file():
@@ -205,6 +262,12 @@ def _load_weights(module: nn.Module, weights: Path, card: dict) -> None:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    expected_hash = card.get("weights_sha256")
+    if expected_hash is not None and _sha256(weights) != expected_hash:
+        raise ModelFileError(
+            f"{weights} does not match its card {weights.with_suffix('.json').name} (SHA-256 differs): "
+            "the weights were changed or their saving was interrupted; save the model again"
+        )
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:
@@ -221,4 +284,16 @@ def _load_weights(module: nn.Module, weights: Path, card: dict) -> None:
             raise ModelFileError(
                 f"{weights}: tensor {key} has shape {tuple(tensor.shape)} but {described} needs {tuple(expected[key].shape)}"
             )
+        if tensor.dtype != expected[key].dtype:
+            raise ModelFileError(f"{weights}: tensor {key} is {tensor.dtype}, {described} needs {expected[key].dtype}")
+        if not bool(torch.isfinite(tensor).all()):
+            raise ModelFileError(f"{weights}: tensor {key} holds NaN/inf values; the file is corrupt or training diverged")
     module.load_state_dict(state)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -10,8 +10,11 @@ prediction for validation); the Trainer owns everything else::
 
 Reproducible: step ``k`` draws its batch from ``numpy.random.default_rng([seed, k])`` and its
 torch randomness from a generator seeded the same way, so a run resumed from a checkpoint sees
-exactly the batches an uninterrupted run would have. Checkpoints hold weights as safetensors and
-optimiser state + progress via ``torch.save`` (read back with ``weights_only=True``).
+exactly the batches an uninterrupted run would have: on CPU a resumed run ends bitwise equal to
+an uninterrupted one. A checkpoint is one folder ``step-NNNNNNNNN`` inside ``checkpoint_dir``
+(weights as safetensors, optimiser state + progress via ``torch.save``, read back with
+``weights_only=True``), written under a temporary name and renamed into place, so a kill at any
+moment leaves the previous complete checkpoint; the newest complete one is resumed.
 
 Cancel: stop iterating (napari's worker.quit(), ``generator.close()``) or call
 :meth:`Trainer.request_stop`; either way the run ends at a yield, the checkpoint is written and
@@ -21,6 +24,7 @@ the best weights seen in validation are put back into the monitored network.
 from __future__ import annotations
 
 import math
+import shutil
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -32,6 +36,7 @@ import torch
 from torch import nn
 
 from ..device import resolve_device
+from ..errors import InputError
 from ..progress import Progress
 from .metrics import psnr, ssim
 
@@ -109,7 +114,7 @@ class Trainer:
         self.device = resolve_device(device)
         self.steps_per_epoch = steps_per_epoch
         if lr_schedule not in (None, "cosine"):
-            raise ValueError(f"lr_schedule must be None or 'cosine', got {lr_schedule!r}")
+            raise InputError(f"lr_schedule must be None or 'cosine', got {lr_schedule!r}")
         self.lr_schedule = lr_schedule
         # initial learning rates, read before a resume overwrites them with decayed ones
         self._base_lrs = {name: [g["lr"] for g in opt.param_groups] for name, opt in task.optimizers.items()}
@@ -121,9 +126,10 @@ class Trainer:
         self.elapsed = 0.0
         self._best_state: dict[str, torch.Tensor] | None = None
         self._stop_requested = False
+        self._saved_step: int | None = None
         for module in task.modules.values():
             module.to(self.device)
-        if resume and self.checkpoint_dir is not None and (self.checkpoint_dir / "state.pt").is_file():
+        if resume and self.checkpoint_dir is not None and latest_checkpoint(self.checkpoint_dir) is not None:
             self.load_checkpoint()
 
     # ---- public controls -------------------------------------------------------------------
@@ -134,7 +140,7 @@ class Trainer:
     def epochs(self, n_epochs: int) -> Generator[Progress, None, TrainResult]:
         """Train for ``n_epochs`` epochs of ``steps_per_epoch`` steps (see :meth:`steps`)."""
         if not self.steps_per_epoch:
-            raise ValueError("epochs() needs steps_per_epoch (e.g. training slices // batch size)")
+            raise InputError("epochs() needs steps_per_epoch (e.g. training slices // batch size)")
         return self.steps(n_epochs * self.steps_per_epoch)
 
     def steps(self, total_steps: int) -> Generator[Progress, None, TrainResult]:
@@ -168,7 +174,7 @@ class Trainer:
             raise
         finally:
             self.elapsed += time.perf_counter() - start
-            if self.checkpoint_dir is not None:
+            if self.checkpoint_dir is not None and self._saved_step != self.step:
                 self.save_checkpoint()
             self.restore_best()
         return TrainResult(
@@ -233,50 +239,85 @@ class Trainer:
         return record
 
     def save_checkpoint(self) -> None:
-        """Write weights (safetensors), best weights, optimiser state and progress to ``checkpoint_dir``."""
+        """Write weights, best weights, optimiser state and progress as one folder in ``checkpoint_dir``.
+
+        The folder is complete before it is renamed into place; older checkpoints are then removed.
+        """
         from safetensors.torch import save_file
 
+        from ..io.writers import atomic_output, clean_leftovers
+
         directory = self.checkpoint_dir
-        directory.mkdir(parents=True, exist_ok=True)
         weights = {f"{name}.{k}": v.detach().cpu().contiguous() for name, m in self.task.modules.items()
                    for k, v in m.state_dict().items()}
-        _atomic(directory / "weights.safetensors", lambda p: save_file(weights, str(p)))
-        if self._best_state is not None:
-            best = {k: v.cpu().contiguous() for k, v in self._best_state.items()}
-            _atomic(directory / "best.safetensors", lambda p: save_file(best, str(p)))
         state = {
             "step": self.step, "best": self.best, "best_step": self.best_step,
             "bad_validations": self.bad_validations, "history": self.history, "seed": self.seed,
             "elapsed": self.elapsed,
             "optimizers": {name: opt.state_dict() for name, opt in self.task.optimizers.items()},
         }
-        _atomic(directory / "state.pt", lambda p: torch.save(state, p))
+        target = directory / f"{CHECKPOINT_PREFIX}{self.step:09d}"
+        with atomic_output(target, overwrite=True) as tmp:
+            tmp.mkdir()
+            save_file(weights, str(tmp / "weights.safetensors"))
+            if self._best_state is not None:
+                best = {k: v.cpu().contiguous() for k, v in self._best_state.items()}
+                save_file(best, str(tmp / "best.safetensors"))
+            torch.save(state, tmp / "state.pt")
+        for left in directory.glob(f".{CHECKPOINT_PREFIX}*"):  # saves of killed runs
+            clean_leftovers(directory / left.name[1:].split(".", 1)[0])
+        for old in directory.glob(f"{CHECKPOINT_PREFIX}*"):
+            if old != target and old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+        self._saved_step = self.step
 
     def load_checkpoint(self) -> None:
-        """Resume from ``checkpoint_dir``: weights, best weights, optimisers, step count, history."""
+        """Resume from the newest complete checkpoint: weights, best weights, optimisers, step, history."""
         from safetensors.torch import load_file
 
-        directory = self.checkpoint_dir
-        state = torch.load(directory / "state.pt", map_location="cpu", weights_only=True)
+        directory = latest_checkpoint(self.checkpoint_dir)
+        if directory is None:
+            raise InputError(f"{self.checkpoint_dir} holds no complete checkpoint to resume")
+        try:
+            state = torch.load(directory / "state.pt", map_location="cpu", weights_only=True)
+            weights = load_file(str(directory / "weights.safetensors"))
+            best = load_file(str(directory / "best.safetensors")) if (directory / "best.safetensors").is_file() else None
+        except Exception as exc:  # noqa: BLE001 - any unreadable piece means the same to the user
+            raise InputError(f"checkpoint {directory} cannot be read ({exc}); delete it to start again") from None
         if int(state["seed"]) != self.seed:
-            raise ValueError(f"checkpoint in {directory} was made with seed {state['seed']}, not {self.seed}")
-        weights = load_file(str(directory / "weights.safetensors"))
+            raise InputError(f"checkpoint in {directory} was made with seed {state['seed']}, not {self.seed}")
         for name, module in self.task.modules.items():
             prefix = f"{name}."
             module.load_state_dict({k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)})
             module.to(self.device)
         for name, opt in self.task.optimizers.items():
             opt.load_state_dict(state["optimizers"][name])
-        if (directory / "best.safetensors").is_file():
-            self._best_state = {k: v.to(self.device) for k, v in load_file(str(directory / "best.safetensors")).items()}
+        if best is not None:
+            self._best_state = {k: v.to(self.device) for k, v in best.items()}
         self.step, self.best, self.best_step = int(state["step"]), float(state["best"]), int(state["best_step"])
         self.bad_validations = int(state["bad_validations"])
         self.history = list(state["history"])
         self.elapsed = float(state.get("elapsed", 0.0))
+        self._saved_step = self.step
 
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file so an interrupted save never leaves a half-written checkpoint."""
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    tmp.replace(path)
+CHECKPOINT_PREFIX = "step-"
+
+
+def latest_checkpoint(checkpoint_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint folder in ``checkpoint_dir`` (``None`` if there is none).
+
+    Temporary folders of a save that was killed are not complete checkpoints and are ignored. A
+    folder in the older flat layout (``state.pt`` directly inside) is itself a checkpoint.
+
+    >>> latest_checkpoint("/nonexistent") is None
+    True
+    """
+    directory = Path(checkpoint_dir)
+    found = sorted(
+        p for p in directory.glob(f"{CHECKPOINT_PREFIX}*")
+        if p.is_dir() and p.name[len(CHECKPOINT_PREFIX):].isdigit() and (p / "state.pt").is_file()
+    )
+    if found:
+        return found[-1]
+    return directory if (directory / "state.pt").is_file() else None
