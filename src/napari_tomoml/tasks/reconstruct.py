@@ -52,14 +52,20 @@ def reconstruct_steps(
     device="auto",
     backend: str = "torch",
     chunk_rows: int | None = None,
+    nonneg: bool = True,
+    support=None,
+    n: int | None = None,
 ) -> Generator[Progress, None, tuple[np.ndarray, dict[str, Any]]]:
     """Reconstruct, yielding :class:`Progress` per batch of rows (FBP) or per iteration.
 
     ``projections`` are line integrals ``(angles, rows, cols)`` (or one sinogram); ``theta`` in
     radians; ``algorithm`` fbp, sirt, cgls or tv (:func:`~napari_tomoml.recon.solve` with total
     variation ``tv``); ``rows`` a slice or ``(start, stop)`` of detector rows; ``chunk_rows`` rows
-    per batch (default: by memory for FBP, 8 for iterative methods). Returns ``(volume, metadata)``,
-    volume ``(rows, n, n)`` float32 numpy.
+    per batch (default: by memory for FBP, 8 for iterative methods); ``nonneg`` and ``support``
+    (an ``(n, n)`` mask, values outside forced to zero) constrain SIRT (``nonneg``) and tv; ``n``
+    the output size (default: the detector width; the grid stays centred on the axis, so a
+    smaller ``n`` is a centred region of interest). Returns ``(volume, metadata)``, volume
+    ``(rows, n, n)`` float32 numpy.
 
     >>> from napari_tomoml.progress import run_to_end
     >>> volume, meta = run_to_end(reconstruct_steps(proj, theta, algorithm="sirt"))   # doctest: +SKIP
@@ -81,11 +87,12 @@ def reconstruct_steps(
 
     if algorithm == "fbp":
         volume = yield from fbp_steps(
-            selected, theta, center, filter_name, device=device, backend=backend, chunk=chunk_rows
+            selected, theta, center, filter_name, device=device, backend=backend, chunk=chunk_rows, n=n
         )
     else:
         volume = yield from _iterative_steps(
-            selected, theta, center, algorithm, n_iter, tv, device, chunk_rows or 8
+            selected, theta, center, algorithm, n_iter, tv, device, chunk_rows or 8,
+            nonneg=nonneg, support=support, n=n,
         )
 
     from .. import __version__
@@ -103,6 +110,12 @@ def reconstruct_steps(
         parameters["n_iter"] = int(n_iter)
     if algorithm == "tv":
         parameters["tv"] = float(tv)
+    if algorithm in ("sirt", "tv"):
+        parameters["nonneg"] = bool(nonneg)
+    if support is not None and algorithm == "tv":
+        parameters["support"] = True
+    if n is not None:
+        parameters["n"] = int(n)
     metadata = {
         "task": "reconstruct",
         "algorithm": algorithm,
@@ -115,7 +128,7 @@ def reconstruct_steps(
     return np.asarray(volume, dtype=np.float32), metadata
 
 
-def _iterative_steps(proj, theta, center, algorithm, n_iter, tv, device, chunk_rows):
+def _iterative_steps(proj, theta, center, algorithm, n_iter, tv, device, chunk_rows, *, nonneg=True, support=None, n=None):
     """Run an iterative method over batches of rows, re-counting its progress over the whole volume."""
     n_rows = proj.shape[1]
     starts = range(0, n_rows, chunk_rows)
@@ -124,11 +137,13 @@ def _iterative_steps(proj, theta, center, algorithm, n_iter, tv, device, chunk_r
     for b, start in enumerate(starts):
         rows = np.asarray(proj[:, start : start + chunk_rows])
         if algorithm == "sirt":
-            steps = sirt_steps(rows, theta, center=center, n_iter=n_iter, device=device)
+            steps = sirt_steps(rows, theta, center=center, n_iter=n_iter, device=device, nonneg=nonneg, n=n)
         elif algorithm == "cgls":
-            steps = cgls_steps(rows, theta, center=center, n_iter=n_iter, device=device)
+            steps = cgls_steps(rows, theta, center=center, n_iter=n_iter, device=device, n=n)
         else:
-            steps = solve_steps(rows, theta, center=center, tv=tv, n_iter=n_iter, device=device)
+            steps = solve_steps(
+                rows, theta, center=center, tv=tv, n_iter=n_iter, device=device, nonneg=nonneg, support=support, n=n
+            )
         while True:
             try:
                 p = next(steps)
@@ -300,8 +315,83 @@ def center_check_steps(projections, row, theta, centers, filter_name, metadata, 
     return stack, centers
 
 
+def prepare_steps(
+    projections,
+    rows: slice,
+    theta,
+    metadata: dict[str, Any],
+    raw: bool,
+    center: float | None,
+    *,
+    phase: dict[str, float] | None = None,
+    rings: bool = False,
+    stitch_360: bool = False,
+    pad: int = 0,
+):
+    """Line integrals of ``rows`` made ready for a reconstructor, as a beamline pipeline does.
+
+    In order: Paganin phase retrieval (``phase``: the keyword arguments of
+    :func:`~napari_tomoml.recon.phase.retrieve_phase`; rows around ``rows`` are read too, so the
+    2-D filter sees its context), stripe (ring) removal, a 360° off-centre-axis scan stitched to
+    180° (:func:`~napari_tomoml.recon.stitch.stitch_360`), ``pad`` detector columns of edge
+    values on each side (against truncation artefacts in local scans). Returns
+    ``(projections, theta, center, n, steps)``: ``n`` the output size that keeps the unpadded
+    field of view, ``steps`` what was done (for provenance).
+    """
+    n_rows = projections.shape[1]
+    start, stop = _row_range(rows, n_rows)
+    theta = np.asarray(theta, dtype=np.float64)
+    done: dict[str, Any] = {}
+    if phase:
+        from ..recon.phase import margin_px, retrieve_phase_steps
+
+        m = margin_px(**phase)
+        r0, r1 = max(0, start - m), min(n_rows, stop + m)
+        yield Progress(0, 1, "reading rows for phase retrieval")
+        li = read_line_integrals(projections, slice(r0, r1), metadata, raw)
+        proj = yield from retrieve_phase_steps(np.exp(-li), **phase, device="cpu")
+        proj = proj[:, start - r0 : stop - r0]
+        done["phase"] = {"method": "paganin", **{k: float(v) for k, v in phase.items()}}
+    else:
+        proj = read_line_integrals(projections, slice(start, stop), metadata, raw)
+    center = v.as_center(center, proj.shape[-1])
+    if rings:
+        from ..recon.rings import remove_stripes
+
+        yield Progress(0, 1, "removing stripes (rings)")
+        proj = remove_stripes(proj)
+        done["rings"] = "sorting"
+    if stitch_360:
+        from ..recon.stitch import stitch_360 as stitch
+
+        yield Progress(0, 1, "stitching 360° to 180°")
+        proj, theta, center = stitch(proj, theta, center)
+        done["stitch_360"] = True
+    n = proj.shape[-1]
+    if pad:
+        pad = int(pad)
+        proj = np.pad(proj, ((0, 0), (0, 0), (pad, pad)), mode="edge")
+        center += pad
+        done["pad"] = pad
+    return proj, theta, center, n, done
+
+
 def reconstruct_raw_steps(projections, rows: slice, theta, metadata, raw, options: dict[str, Any]):
-    """Read rows ``rows`` (normalising raw counts), then :func:`reconstruct_steps` with ``options``."""
+    """Read rows ``rows`` (normalising raw counts), then :func:`reconstruct_steps` with ``options``.
+
+    ``options["prepare"]`` (optional) holds the keyword arguments of :func:`prepare_steps`.
+    """
     yield Progress(0, 1, "reading and normalising" if raw else "reading projections")
-    proj = read_line_integrals(projections, rows, metadata, raw)
-    return (yield from reconstruct_steps(proj, theta, **options))
+    options = dict(options)
+    prepare = options.pop("prepare", None)
+    if not prepare:
+        proj = read_line_integrals(projections, rows, metadata, raw)
+        return (yield from reconstruct_steps(proj, theta, **options))
+    proj, theta, center, n, done = yield from prepare_steps(
+        projections, rows, theta, metadata, raw, options.pop("center", None), **prepare
+    )
+    options.setdefault("n", n)
+    volume, meta = yield from reconstruct_steps(proj, theta, center=center, **options)
+    meta["parameters"]["rows"] = list(_row_range(rows, projections.shape[1]))
+    meta["parameters"]["prepare"] = done
+    return volume, meta
