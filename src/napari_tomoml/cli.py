@@ -128,6 +128,11 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         sino = np.asarray(proj, dtype=np.float32)
     else:
         sino = normalize(proj, flats, darks, zinger_threshold=args.zinger)
+    if args.phase:
+        from .recon.phase import parse_phase_option, retrieve_phase
+
+        phase = parse_phase_option(args.phase, scan.metadata)
+        sino = retrieve_phase(np.exp(-sino), **phase, device=args.device)
     if center == "auto":
         from . import find_center
 
@@ -148,6 +153,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     meta.setdefault("source", str(args.input))
     if rows is not None:
         meta["rows"] = [rows.start, rows.stop]
+    if args.phase:
+        meta["phase"] = {"method": "paganin", **phase}
     write_volume(out, volume, overwrite=args.overwrite, metadata=meta, inputs=[args.input])
     c = meta.get("center")
     c_text = f", centre {c:.2f} px" if isinstance(c, (int, float)) else ""
@@ -262,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-iter", type=int, default=None, help="iterations for sirt/cgls/tv")
     p.add_argument("--zinger", type=float, default=None, help="remove zingers above this threshold")
     p.add_argument("--no-normalize", action="store_true", help="the input already holds line integrals")
+    p.add_argument("--phase", default=None, metavar="delta_beta=D,distance_mm=Z,energy_kev=E[,pixel_size_um=P]",
+                   help="Paganin phase retrieval before reconstructing (pixel size: from the file if it has one)")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -75,3 +75,23 @@ def test_stack_equals_frames_and_checks_inputs():
         retrieve_phase(frame, **{**kw, "energy_kev": 0})
     with pytest.raises(InputError, match="unknown phase retrieval method"):
         retrieve_phase(frame, method="tie", **kw)
+
+
+def test_cli_reconstruct_with_phase(tmp_path, capsys):
+    """`tomoml reconstruct --phase …` retrieves the phase first and records it in the provenance."""
+    from napari_tomoml import read_volume
+    from napari_tomoml.cli import main
+    from napari_tomoml.io.scan import Scan
+    from napari_tomoml.io.writers import write_hdf5
+
+    truth = _phantom(32)
+    frames = np.stack([_fresnel_intensity(truth)] * 6).astype(np.float32) * 1000
+    scan = write_hdf5(tmp_path / "scan.h5", Scan(frames, np.linspace(0, np.pi, 6, endpoint=False),
+                                                 np.full((1, 32, 32), 1000, np.float32), None))
+    out = tmp_path / "rec.h5"
+    phase = f"delta_beta={DELTA / BETA},distance_mm={DISTANCE_MM},energy_kev={ENERGY_KEV},pixel_size_um={PIXEL_UM}"
+    assert main(["reconstruct", str(scan), str(out), "--phase", phase, "--rows", "10:12", "-q", "--device", "cpu"]) == 0
+    meta = read_volume(out).metadata
+    assert meta["phase"]["method"] == "paganin" and meta["phase"]["delta_beta"] == pytest.approx(200)
+    assert main(["reconstruct", str(scan), str(tmp_path / "x.h5"), "--phase", "delta_beta=200", "-q"]) != 0
+    assert "--phase needs" in capsys.readouterr().err

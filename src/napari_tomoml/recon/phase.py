@@ -174,3 +174,35 @@ def retrieve_phase(
         ),
         progress,
     )
+
+
+def parse_phase_option(text: str, metadata: dict | None = None) -> dict[str, float]:
+    """``"delta_beta=200,distance_mm=50,energy_kev=20[,pixel_size_um=0.65]"`` → retrieve_phase kwargs.
+
+    The pixel size may come from the scan's ``metadata["pixel_size_um"]`` (DXchange, NXtomo).
+
+    >>> parse_phase_option("delta_beta=200,distance_mm=50,energy_kev=20", {"pixel_size_um": 0.65})
+    {'delta_beta': 200.0, 'distance_mm': 50.0, 'energy_kev': 20.0, 'pixel_size_um': 0.65}
+    """
+    names = ("delta_beta", "distance_mm", "energy_kev", "pixel_size_um")
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in names:
+            raise InputError(f"--phase takes {','.join(n + '=…' for n in names)}; got {part!r}")
+        try:
+            out[key] = float(value)
+        except ValueError:
+            raise InputError(f"--phase {key}={value!r} is not a number") from None
+    if "pixel_size_um" not in out and (metadata or {}).get("pixel_size_um"):
+        out["pixel_size_um"] = float(metadata["pixel_size_um"])
+    missing = [n for n in names if n not in out]
+    if missing:
+        raise InputError(
+            f"--phase needs {', '.join(missing)} (the scan file gives no pixel size)"
+            if missing == ["pixel_size_um"]
+            else f"--phase needs {', '.join(missing)}"
+        )
+    _check(out["pixel_size_um"], out["distance_mm"], out["energy_kev"], out["delta_beta"], "paganin")
+    return out
