@@ -6,6 +6,7 @@
     tomoml denoise VOLUME OUT [--model NAME|PATH] [--device auto] [--overwrite]
     tomoml train tomogan OUT (--pairs PAIRS.h5 | --noisy VOL --clean VOL) [--steps N] ...
     tomoml import-tomogan KERAS_H5 OUT
+    tomoml outliers IN --out TABLE.csv [--reference REF] [--features sinogram] [--sinograms]
 
 Every command drives the same ``*_steps`` generators as the napari widgets, with a progress bar
 on stderr. A :class:`~napari_tomoml.errors.TomomlError` is printed as ``tomoml: error: ...`` and
@@ -238,6 +239,42 @@ def cmd_import_tomogan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_stack(path: Path, sinograms: bool):
+    """Items to score from a file: its first axis, or (``sinograms``) the sinograms of a scan."""
+    import numpy as np
+
+    from . import load_scan
+
+    if not sinograms:
+        return _read_volume(path), None
+    scan = load_scan(path)
+    return np.moveaxis(scan.projections, 1, 0), scan.theta  # (rows, angles, cols); dask stays lazy
+
+
+def cmd_outliers(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .io.writers import check_output
+    from .progress import run_to_end
+    from .tasks.embed import outlier_table_steps, write_table_csv
+
+    inputs = [args.input] + ([args.reference] if args.reference else [])
+    out = check_output(Path(args.out), overwrite=args.overwrite, inputs=inputs)
+    stack, theta = _read_stack(Path(args.input), args.sinograms)
+    reference = _read_stack(Path(args.reference), args.sinograms)[0] if args.reference else None
+    columns = run_to_end(
+        outlier_table_steps(stack, features=args.features, method=None if args.method == "none" else args.method,
+                            reference=reference, theta=theta, perplexity=args.perplexity, seed=args.seed),
+        progress=_progress(args),
+    )
+    write_table_csv(columns, out, overwrite=args.overwrite)
+    top = np.argsort(-columns["score"])[: args.top]
+    what = "outside the reference" if reference is not None else "most unusual"
+    print(f"wrote {out} ({len(columns['score'])} items); {what}: "
+          + ", ".join(f"{i} ({columns['score'][i]:.3g})" for i in top))
+    return 0
+
+
 # ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
@@ -323,6 +360,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", help="model file to write (safetensors + JSON card)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model file and card")
     p.set_defaults(func=cmd_import_tomogan)
+
+    p = sub.add_parser(
+        "outliers",
+        help="score how unusual each slice/sinogram/patch of a stack is; write a CSV table",
+        description="Features of every item of a stack (N, h, w), a 2-D map (t-SNE) and outlier scores "
+        "(k-NN distance, local outlier factor), or with --reference how far each item falls outside "
+        "another stack (e.g. a model's training data). Columns: item, x, y, score, lof, features.",
+    )
+    p.add_argument("input", help="stack (.npy/.tif/.h5/.zarr), or a scan with --sinograms")
+    p.add_argument("--out", required=True, help="CSV table to write")
+    p.add_argument("--reference", help="reference stack of the same item shape: score out-of-distribution")
+    p.add_argument("--features", default="auto", help="auto, pixels, spectrum, sinogram or model:NAME (default: auto)")
+    p.add_argument("--sinograms", action="store_true", help="INPUT is a scan: score its sinograms (one per row)")
+    p.add_argument("--method", default="tsne", choices=["tsne", "pca", "umap", "none"], help="2-D map (default: tsne)")
+    p.add_argument("--perplexity", type=float, default=30)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--top", type=int, default=10, help="how many of the highest scores to print")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_outliers)
     return parser
 
 

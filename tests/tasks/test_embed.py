@@ -207,3 +207,28 @@ def test_outlier_table_and_csv(tmp_path, sinograms):
     assert text[0].startswith("item,x,y,score,lof") and len(text) == 101
     with pytest.raises(FileExistsError):
         embed.write_table_csv(columns, out)
+
+
+def test_cli_outliers(tmp_path, sinograms, capsys):
+    from napari_tomoml import cli
+
+    stack, theta, kinds = sinograms
+    np.save(tmp_path / "sinos.npy", stack[:200])
+    np.save(tmp_path / "ref.npy", stack[200:][kinds[200:] == ""])
+    out = tmp_path / "table.csv"
+    assert cli.main(["outliers", str(tmp_path / "sinos.npy"), "--out", str(out), "--features", "sinogram",
+                     "--method", "pca", "-q"]) == 0
+    header, *rows = out.read_text().splitlines()
+    assert header.startswith("item,x,y,score,lof,") and len(rows) == 200
+    top = [int(i.split()[0]) for i in capsys.readouterr().out.split(": ", 1)[1].split(", ")[:4]]
+    assert len(set(top) & set(np.flatnonzero(kinds[:200] != ""))) >= 3  # 4 corrupted among the 200
+    # against a reference; the table is never written over without --overwrite
+    assert cli.main(["outliers", str(tmp_path / "sinos.npy"), "--out", str(out), "--reference",
+                     str(tmp_path / "ref.npy"), "--features", "sinogram", "--method", "none", "-q"]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert cli.main(["outliers", str(tmp_path / "sinos.npy"), "--out", str(out), "--reference",
+                     str(tmp_path / "ref.npy"), "--features", "sinogram", "--method", "none", "-q",
+                     "--overwrite"]) == 0
+    assert out.read_text().startswith("item,score,lof,")
+    assert cli.main(["outliers", str(tmp_path / "sinos.npy"), "--out", str(tmp_path / "sinos.npy"), "-q",
+                     "--overwrite"]) == 2  # never over the input
