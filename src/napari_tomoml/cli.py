@@ -170,7 +170,12 @@ def _read_volume(path: Path):
     from . import load_scan
 
     if path.suffix.lower() == ".npy" and path.is_file():
-        return np.load(path, mmap_mode="r")
+        from .errors import ScanReadError
+
+        try:
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise ScanReadError(f"{path}: not a readable .npy file, corrupt or truncated? ({exc})") from None
     return load_scan(path).projections  # the io readers treat any 3-D stack alike
 
 

@@ -32,11 +32,15 @@ def even_theta(n: int) -> np.ndarray:
     return np.linspace(0.0, np.pi, n, endpoint=False)
 
 
-def theta_to_radians(values: Any, units: Any) -> np.ndarray:
+def theta_to_radians(values: Any, units: Any, source: Any = None) -> np.ndarray:
     """Angles from a file in radians; the file's ``units`` decides, degrees when it says nothing."""
     if isinstance(units, bytes):
         units = units.decode(errors="replace")
-    values = np.asarray(values, dtype=np.float64).ravel()
+    values = np.asarray(values, dtype=np.float64)
+    if sum(n > 1 for n in values.shape) > 1:  # (n,), (n, 1) and (1, n) are lists of angles; (5, 6) is not
+        where = f"{source}: " if source is not None else ""
+        raise ScanReadError(f"{where}the angles have shape {values.shape}; expected one angle per projection (a 1-D list)")
+    values = values.ravel()
     if isinstance(units, str) and units.strip().lower() in ("rad", "radian", "radians"):
         return values
     return np.radians(values)

@@ -62,13 +62,27 @@ def is_zarr(path: Path) -> bool:
     )
 
 
+class _CheckedZarr:
+    """A zarr array whose unreadable chunks raise :class:`ScanReadError` naming the file, when read."""
+
+    def __init__(self, array: Any, path: Path):
+        self.array, self.path = array, path
+        self.shape, self.dtype, self.ndim, self.chunks = array.shape, array.dtype, array.ndim, array.chunks
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        try:
+            return self.array[key]
+        except Exception as exc:  # noqa: BLE001 - codecs raise RuntimeError, stores OSError/ValueError...
+            raise ScanReadError(
+                f"{self.path}: cannot read zarr array {self.array.path!r} (a corrupt or missing chunk?): {exc}"
+            ) from None
+
+
 def _zarr_array(array: Any, path: Path, lazy: bool | None) -> Any:
+    checked = _CheckedZarr(array, path)
     if want_lazy(lazy, int(np.prod(array.shape)) * array.dtype.itemsize):
-        return as_dask(array, array.chunks[0])
-    try:
-        return array[...]
-    except (OSError, ValueError) as exc:
-        raise ScanReadError(f"{path}: cannot read zarr array {array.path!r}, corrupt? ({exc})") from None
+        return as_dask(checked, array.chunks[0])
+    return checked[...]
 
 
 def read_zarr(path: str | Path, *, lazy: bool | None = None) -> Scan:
@@ -124,7 +138,7 @@ def read_zarr(path: str | Path, *, lazy: bool | None = None) -> Scan:
         if ref is None:
             notes.append(f"no {role} array in the store")
     if "theta" in found:
-        theta = theta_to_radians(_zarr_array(found["theta"], path, False), found["theta"].attrs.get("units"))
+        theta = theta_to_radians(_zarr_array(found["theta"], path, False), found["theta"].attrs.get("units"), path)
         if theta.size != data.shape[0]:
             raise InputError(f"{path}: {theta.size} angles for {data.shape[0]} projections")
     else:

@@ -160,7 +160,7 @@ def read_dxchange(path: str | Path, *, lazy: bool | None = None) -> Scan:
                 notes.append(f"no {name} in the file: {key} not available")
         th = f.get("/exchange/theta")
         if isinstance(th, h5py.Dataset):
-            theta = theta_to_radians(read_dataset(th, path), th.attrs.get("units"))
+            theta = theta_to_radians(read_dataset(th, path), th.attrs.get("units"), path)
             if theta.size != n:
                 raise InputError(
                     f"{path}: /exchange/theta has {theta.size} angles but /exchange/data has {n} projections"
@@ -259,7 +259,7 @@ def read_nxtomo(path: str | Path, *, lazy: bool | None = None) -> Scan:
             theta = even_theta(proj_idx.size)
             notes.append("no sample/rotation_angle in the file: angles assumed evenly spaced over [0°, 180°)")
         else:
-            theta = theta_to_radians(read_dataset(rot, path), rot.attrs.get("units"))
+            theta = theta_to_radians(read_dataset(rot, path), rot.attrs.get("units"), path)
             if theta.size == n_frames:
                 theta = theta[proj_idx]
             elif theta.size != proj_idx.size:

@@ -52,6 +52,11 @@ class Scan:
             raise InputError(f"{where}projections must be 3-D (angles, rows, cols); got shape {shape}")
         if np.dtype(self.projections.dtype).kind not in "uif":
             raise InputError(f"{where}projections must be numeric; got dtype {self.projections.dtype}")
+        if 0 in tuple(self.projections.shape):
+            raise InputError(
+                f"{where}the scan is empty: projections of shape {tuple(self.projections.shape)} "
+                "(angles, rows, cols); nothing to read or reconstruct"
+            )
         theta = np.asarray(self.theta, dtype=np.float64)
         if theta.ndim != 1 or theta.shape[0] != self.projections.shape[0]:
             raise InputError(

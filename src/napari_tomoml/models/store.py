@@ -284,7 +284,7 @@ def _load_weights(module: nn.Module, weights: Path, card: dict) -> None:
             raise ModelFileError(
                 f"{weights}: tensor {key} has shape {tuple(tensor.shape)} but {described} needs {tuple(expected[key].shape)}"
             )
-        if tensor.dtype != expected[key].dtype:
+        if expected[key].is_floating_point() and not tensor.is_floating_point():  # counters may be stored as float
             raise ModelFileError(f"{weights}: tensor {key} is {tensor.dtype}, {described} needs {expected[key].dtype}")
         if not bool(torch.isfinite(tensor).all()):
             raise ModelFileError(f"{weights}: tensor {key} holds NaN/inf values; the file is corrupt or training diverged")

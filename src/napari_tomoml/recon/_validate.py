@@ -26,6 +26,11 @@ def as_stack(data, name: str, *, kind: str = "projections") -> tuple[np.ndarray 
             raise InputError(f"{name} is not an array: {exc}") from exc
         if not (np.issubdtype(data.dtype, np.number) or data.dtype == bool):
             raise InputError(f"{name} must hold numbers; got dtype {data.dtype}")
+    if data.dtype in (np.complex64, np.complex128, torch.complex64, torch.complex128):
+        raise InputError(
+            f"{name} are complex ({data.dtype}); reconstruction needs real line integrals: "
+            "pass the real part, the magnitude or the phase explicitly"
+        )
     layout = (
         "(angles, rows, cols) or a sinogram (angles, cols)"
         if kind == "projections"
@@ -73,6 +78,34 @@ def as_center(center, n_det: int) -> float:
     if not (np.isfinite(value) and 0.0 <= value <= n_det):
         raise InputError(f"center={value} lies outside the detector (0 to {n_det} pixels from the left edge)")
     return value
+
+
+def as_weight(value, name: str, *, positive: bool = False) -> float:
+    """A finite real number >= 0 (> 0 with ``positive``): a regularisation weight or a step size.
+
+    >>> as_weight(0.01, "tv")
+    0.01
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InputError(f"{name} must be a number; got {value!r} ({type(value).__name__})")
+    value = float(value)
+    if not np.isfinite(value) or value < 0 or (positive and value == 0):
+        raise InputError(f"{name} must be a finite number {'>' if positive else '>='} 0; got {value}")
+    return value
+
+
+def check_memory(nbytes: int, what: str, hint: str) -> None:
+    """Refuse an allocation that cannot fit, saying how much it needs, before trying it.
+
+    >>> check_memory(1 << 20, "a 1 MiB volume", "use fewer rows")
+    """
+    import psutil
+
+    available = psutil.virtual_memory().available
+    if nbytes > available:
+        raise InputError(
+            f"{what} needs {nbytes / 2**30:.1f} GiB of memory but {available / 2**30:.1f} GiB are free; {hint}"
+        )
 
 
 def as_size(value, name: str, default: int) -> int:

@@ -128,6 +128,9 @@ def fbp_steps(
     geom = make_geometry(n, n_det, theta, center)
     batch = v.as_size(chunk, "chunk", _rows_per_batch(geom, n_rows))
     torch_in = isinstance(proj, torch.Tensor)
+    if not torch_in:
+        v.check_memory(4 * n_rows * n * n, f"an FBP volume of {n_rows} x {n} x {n}",
+                       "reconstruct fewer rows at a time (rows=, tomoml reconstruct --rows or --memory)")
     out = None if torch_in else np.empty((n_rows, n, n), dtype=np.float32)
     pieces = []
     mask = torch.from_numpy(circle_mask(n)) if circle else None

@@ -248,8 +248,9 @@ def solve_steps(
 ) -> Generator[Progress, None, np.ndarray | torch.Tensor]:
     """:func:`solve` as a generator of per-iteration :class:`Progress`."""
     _check_iterations(n_iter)
-    if tv < 0 or l1 < 0:
-        raise InputError(f"regularisation weights must be >= 0; got tv={tv}, l1={l1}")
+    tv, l1 = v.as_weight(tv, "regularisation weight tv"), v.as_weight(l1, "regularisation weight l1")
+    if lr is not None:
+        lr = v.as_weight(lr, "lr", positive=True)
     y, geom, single, was_numpy = _setup(projections, theta, center, n, device)
     shape = (y.shape[1], geom.n, geom.n)
     if init is None:  # start from FBP: far fewer iterations than from zero

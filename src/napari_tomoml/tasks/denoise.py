@@ -39,7 +39,9 @@ def _check_volume(volume: Any) -> Any:
         volume = np.asarray(volume)[None]
     if len(volume.shape) != 3:
         raise InputError(f"volume must be a 2-D slice (y, x) or a 3-D volume (z, y, x), got shape {tuple(volume.shape)}")
-    if min(volume.shape[1:]) < MIN_SIDE or volume.shape[0] < 1:
+    if 0 in tuple(volume.shape):
+        raise InputError(f"volume is empty: shape {tuple(volume.shape)}")
+    if min(volume.shape[1:]) < MIN_SIDE:
         raise InputError(f"slices of shape {tuple(volume.shape[1:])} are too small to denoise: need at least {MIN_SIDE} x {MIN_SIDE}")
     # in-memory data is checked up front; lazy data slice by slice as it is read (memory stays bounded)
     if isinstance(volume, np.ndarray):
