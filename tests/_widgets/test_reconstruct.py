@@ -181,3 +181,112 @@ def test_layer_choices_on_the_sample_data(make_napari_viewer, qtbot):
     volumes = [denoise.layer_combo.itemText(i) for i in range(denoise.layer_combo.count())]
     assert volumes == ["phantom (ground truth)"]
     recon.live_check.setChecked(False)
+
+
+def _scroll_projections(viewer):
+    """Look at a late angle of the projections, as a person browsing them would."""
+    viewer.layers["proj"].visible = True
+    viewer.dims.set_point(0, ANGLES - 5)
+
+
+def test_reconstruct_result_is_in_view(make_napari_viewer, qtbot, projections, notifications):
+    from .conftest import in_view
+
+    viewer, widget = _viewer_with(make_napari_viewer, projections)
+    widget.live_check.setChecked(False)
+    _scroll_projections(viewer)
+    widget.row_start.setValue(1)
+    widget.row_stop.setValue(3)
+    widget.device_combo.setCurrentText("cpu")
+    widget.reconstruct_button.click()
+    assert wait_done(qtbot, widget.runner) == "ok", notifications
+    layer = viewer.layers[widget.result_layer.name]
+    in_view(viewer, layer)  # the slider moved from angle 55 into the 2-slice volume
+    assert viewer.dims.axis_labels[-3:] == ("z", "y", "x")
+    assert not viewer.layers["proj"].visible and "proj" in viewer.layers
+    assert widget.save_button.isEnabled()
+
+
+def test_centre_check_is_in_view_and_capped(make_napari_viewer, qtbot, projections, notifications):
+    from .conftest import in_view
+
+    viewer, widget = _viewer_with(make_napari_viewer, projections)
+    widget.live_check.setChecked(False)
+    _scroll_projections(viewer)
+    widget.check_half_range.setValue(50.0)  # ±50 px at 0.1 px: 1001 slices asked for
+    widget.check_step.setValue(0.1)
+    centres, warnings = widget.plan_centre_check()
+    assert len(centres) <= 101 and any("clipped" in w for w in warnings)
+    widget.centre_check_button.click()
+    assert wait_done(qtbot, widget.runner) == "ok", notifications
+    stack = viewer.layers[CENTRE_CHECK_LAYER]
+    assert stack.data.shape[0] == len(centres) <= 101
+    assert any("widened" in w or "clipped" in w for w in stack.metadata["warnings"])
+    shown = in_view(viewer, stack)
+    # the slice in view is the one at the current centre
+    i = int(round(viewer.dims.point[0]))
+    assert stack.metadata["centers"][i] == pytest.approx(widget.centre(), abs=0.5)
+    assert shown.shape == (N, N)
+    assert viewer.dims.axis_labels[-3] == "centre"
+
+
+def test_centre_check_cancels_within_a_second(make_napari_viewer, qtbot, projections, notifications):
+    import time
+
+    viewer, widget = _viewer_with(make_napari_viewer, projections)
+    widget.live_check.setChecked(False)
+    widget.check_half_range.setValue(15.0)
+    widget.check_step.setValue(0.3)  # 101 slices: 13 batches
+    widget.centre_check()
+    qtbot.waitUntil(lambda: widget.runner.progress_value[0] >= 1, timeout=30_000)
+    t0 = time.perf_counter()
+    widget.runner.cancel_button.click()
+    assert wait_done(qtbot, widget.runner) == "cancelled"
+    assert time.perf_counter() - t0 < 1.0
+    assert CENTRE_CHECK_LAYER not in viewer.layers
+
+
+def test_clamped_centre_and_guessed_angles_are_warned(make_napari_viewer, qtbot, projections, notifications):
+    viewer, widget = _viewer_with(make_napari_viewer, projections, with_theta=False)
+    widget.live_check.setChecked(False)
+    widget.centre_spin.setValue(5000)
+    assert widget.centre() == N
+    warned = widget.warnings()
+    assert any("clamped to 32.00 px" in w for w in warned)
+    assert any("angles not in the layer" in w for w in warned)
+    widget.centre_spin.setValue(N / 2 + 2)
+    widget.device_combo.setCurrentText("cpu")
+    widget.reconstruct_button.click()
+    assert wait_done(qtbot, widget.runner) == "ok", notifications
+    meta = widget.result_layer.metadata
+    assert meta["warnings"] == ["angles not in the layer: assumed 60 evenly spaced from 0.0° to 177.0°"]
+
+
+def test_beamline_options_reach_the_result(make_napari_viewer, qtbot, projections, notifications, tmp_path):
+    from napari_tomoml import read_volume
+
+    viewer, widget = _viewer_with(make_napari_viewer, projections)
+    widget.live_check.setChecked(False)
+    widget.algorithm_combo.setCurrentText("tv")
+    widget.iter_spin.setValue(5)
+    widget.beamline.tv_spin.setValue(0.002)
+    widget.beamline.support_check.setChecked(True)
+    widget.beamline.rings_check.setChecked(True)
+    widget.beamline.pad_spin.setValue(8)
+    widget.beamline.size_spin.setValue(24)
+    widget.row_start.setValue(1)
+    widget.row_stop.setValue(3)
+    widget.device_combo.setCurrentText("cpu")
+    widget.reconstruct_button.click()
+    assert wait_done(qtbot, widget.runner) == "ok", notifications
+    layer = widget.result_layer
+    assert layer.name == "proj tv 0.002 +rings" and layer.data.shape == (2, 24, 24)
+    params = layer.metadata["parameters"]
+    assert params["tv"] == 0.002 and params["nonneg"] is True and params["support"] is True
+    assert params["prepare"] == {"rings": "sorting", "pad": 8} and params["n"] == 24
+    written = widget.save_result(str(tmp_path / "rec.tif"))
+    back = read_volume(written[0])
+    np.testing.assert_allclose(np.asarray(back), layer.data)
+    assert back.metadata["kind"] == "volume" and back.metadata["parameters"]["tv"] == 0.002
+    assert widget.save_result(str(tmp_path / "rec.tif")) == []  # never over an existing file
+    assert notifications and "exists" in notifications[-1]

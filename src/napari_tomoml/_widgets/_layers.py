@@ -10,7 +10,12 @@ from qtpy.QtWidgets import QComboBox, QWidget
 
 
 class LayerCombo(QComboBox):
-    """A combo box listing the viewer's image layers (optionally filtered), kept up to date."""
+    """A combo box listing the viewer's image layers (optionally filtered), kept up to date.
+
+    Until someone picks a layer by hand, it follows the most plausible one: the highest
+    ``prefer(layer)`` score, the newest layer among equals (a new result outranks its source
+    when ``prefer`` says so).
+    """
 
     def __init__(
         self,
@@ -18,12 +23,16 @@ class LayerCombo(QComboBox):
         *,
         ndim: int | None = 3,
         accept: Callable[[Any], bool] | None = None,
+        prefer: Callable[[Any], float] | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
         self.viewer = viewer
         self._ndim = ndim
         self._accept = accept
+        self._prefer = prefer
+        self.chosen_by_hand = False
+        self.activated.connect(self._picked)
         events = viewer.layers.events
         events.inserted.connect(self.refresh)
         events.removed.connect(self.refresh)
@@ -55,17 +64,31 @@ class LayerCombo(QComboBox):
         except RuntimeError:  # the combo was deleted (its dock closed): stop listening
             self._disconnect()
             return
-        names = [layer.name for layer in self.viewer.layers if self._ok(layer)]
-        if names == [self.itemText(i) for i in range(self.count())]:
+        layers = [layer for layer in self.viewer.layers if self._ok(layer)]
+        names = [layer.name for layer in layers]
+        target = current if current in names and self.chosen_by_hand else self._best(layers)
+        if names == [self.itemText(i) for i in range(self.count())] and target == current:
             return
         self.blockSignals(True)
         self.clear()
         self.addItems(names)
-        if current in names:
-            self.setCurrentIndex(names.index(current))
+        if target in names:
+            self.setCurrentIndex(names.index(target))
         self.blockSignals(False)
-        if current not in names:
+        if target != current:
             self.currentIndexChanged.emit(self.currentIndex())
+
+    def _best(self, layers: list[Any]) -> str | None:
+        if not layers:
+            return None
+        if self._prefer is None:
+            current = self.currentText()
+            return current if current in [la.name for la in layers] else layers[0].name
+        scores = [(float(self._prefer(layer)), i) for i, layer in enumerate(layers)]
+        return layers[max(scores)[1]].name
+
+    def _picked(self, *_: Any) -> None:
+        self.chosen_by_hand = True
 
     def showPopup(self) -> None:  # noqa: N802 - Qt override; catches renamed layers
         self.refresh()
@@ -79,7 +102,9 @@ class LayerCombo(QComboBox):
         return None
 
     def set_layer(self, layer_or_name: Any) -> None:
+        """Choose a layer (as a person would: it stays chosen when others arrive)."""
         name = getattr(layer_or_name, "name", layer_or_name)
+        self.chosen_by_hand = True
         self.refresh()
         index = self.findText(str(name))
         if index >= 0:
@@ -104,6 +129,65 @@ def is_volume(layer: Any) -> bool:
         and meta.get("kind") not in ("projections", "sinograms")
         and meta.get("task") != "centre check"
     )
+
+
+def _text(layer: Any) -> str:
+    meta = layer.metadata
+    return " ".join(str(x) for x in (layer.name, meta.get("source", ""), meta.get("role", ""))).lower()
+
+
+_NOISY_WORDS = ("low dose", "low-dose", "lowdose", "noisy", "_ns", " ns", "low")
+_CLEAN_WORDS = ("ground truth", "clean", "_gt", " gt", "truth", "normal dose", "normal", "high dose")
+
+
+def projections_score(layer: Any) -> float:
+    """Reconstruct's default: normalised projections first, then raw ones; the newest among equals."""
+    meta = layer.metadata
+    return 2.0 if meta.get("normalized") or meta.get("kind") == "projections" else 1.0
+
+
+def volume_score(layer: Any) -> float:
+    """Denoise's default: a reconstruction, then any volume; never a one-slice preview or a phantom."""
+    meta = layer.metadata
+    if meta.get("task") == "preview":
+        return -1.0
+    if "ground truth" in _text(layer) or "phantom" in layer.name.lower():
+        return 0.0
+    if meta.get("task") == "reconstruct":
+        return 3.0 + (0.5 if any(w in _text(layer) for w in _NOISY_WORDS) else 0.0)
+    return 2.0 if layer.ndim == 3 else 1.0
+
+
+def noisy_score(layer: Any) -> float:
+    """Train's noisy input: low-dose / noisy by name or metadata, never the ground truth."""
+    text = _text(layer)
+    if any(w in text for w in _CLEAN_WORDS) or "phantom" in text and "low" not in text:
+        return -1.0
+    score = volume_score(layer)
+    if any(w in text for w in _NOISY_WORDS) or layer.metadata.get("role") == "noisy":
+        score += 5.0
+    return score
+
+
+def clean_partner_score(noisy_name: Callable[[], str]) -> Callable[[Any], float]:
+    """Train's clean input: the layer named like the noisy one with low→normal, else clean by name."""
+
+    def score(layer: Any) -> float:
+        noisy = (noisy_name() or "").lower()
+        name = layer.name.lower()
+        if name == noisy:
+            return -2.0
+        text = _text(layer)
+        for a, b in (("low dose", "normal dose"), ("low-dose", "normal-dose"), ("noisy", "clean"), ("low", "high")):
+            if a in noisy and noisy.replace(a, b) == name:
+                return 10.0
+        if any(w in text for w in _CLEAN_WORDS) or layer.metadata.get("role") == "clean":
+            return 5.0 + (1.0 if "ground truth" in text else 0.0)
+        if any(w in text for w in _NOISY_WORDS):
+            return -1.0
+        return volume_score(layer)
+
+    return score
 
 
 def unique_name(viewer: Any, name: str) -> str:
@@ -217,7 +301,7 @@ def show_result(
         existing = viewer.layers[name] if name is not None and name in viewer.layers else None
         if (
             existing is not None
-            and existing._type_string == layer_type
+            and type(existing).__name__.lower() == layer_type
             and existing.ndim == getattr(data, "ndim", None)
         ):
             layer = existing
