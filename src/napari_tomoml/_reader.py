@@ -50,6 +50,25 @@ def _looks_like_scan(p: Path) -> bool:
     return False
 
 
+# napari's own reader also claims these (through imageio, which cannot read a scan)
+PREFERRED_PATTERNS = ("*.h5", "*.hdf5", "*.nxs")
+
+
+def prefer_tomoml_reader(settings: Any) -> list[str]:
+    """Make napari-tomoml the reader napari picks for HDF5/NeXus files, unless the user chose one.
+
+    napari asks which plugin to use when two claim a file (and ``viewer.open(path)`` in a script
+    defaults to napari's own reader, which fails on HDF5 scans); with this preference File ▸
+    Open, drag-and-drop and ``viewer.open(path, plugin=None)`` use ours. ``settings`` is
+    ``napari.settings.get_settings()``. Returns the patterns that were set.
+    """
+    chosen = dict(settings.plugins.extension2reader)
+    added = [p for p in PREFERRED_PATTERNS if p not in chosen]
+    if added:
+        settings.plugins.extension2reader = {**chosen, **{p: "napari-tomoml" for p in added}}
+    return added
+
+
 def get_reader(path: str | list[str]):
     """npe2 reader hook: a reading function for a scan file or folder, else ``None``."""
     p = _single_path(path)

@@ -82,3 +82,41 @@ def test_missing_file_in_inspect_shows_message(make_napari_viewer, qtbot, tmp_pa
     assert wait_done(qtbot, widget.runner) == "error"
     assert "Cannot read" in widget.summary_label.text()
     assert notifications and "nothing.h5" in notifications[0]
+
+
+def test_loaded_projections_and_sinograms_come_into_view(make_napari_viewer, qtbot, disc_scan, notifications):
+    from .conftest import in_view
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).random((3, 32, 32)), name="an earlier volume")
+    viewer.dims.set_point(0, 2)
+    widget = dock(viewer, "Load scan")
+    widget.set_path(disc_scan)
+    assert wait_done(qtbot, widget.runner) == "ok"
+    widget.load_button.click()
+    assert wait_done(qtbot, widget.runner) == "ok", notifications
+    proj, sino = viewer.layers["disc line integrals"], viewer.layers["disc sinograms"]
+    in_view(viewer, proj)
+    assert viewer.dims.axis_labels[-3:] == ("angle", "row", "col")
+    assert proj.metadata["units"].startswith("line integral")  # not "counts" once normalised
+    widget.view_button.click()  # Show sinograms
+    in_view(viewer, sino)
+    assert not proj.visible and viewer.dims.axis_labels[-3:] == ("row", "angle", "col")
+    # the sinograms' own contrast, not the projections'
+    assert sino.contrast_limits[1] <= float(np.max(sino.data)) + 1e-6
+    widget.view_button.click()
+    in_view(viewer, proj)
+
+
+def test_open_tooth_without_naming_the_plugin(make_napari_viewer, shared_data):
+    """`viewer.open(path, plugin=None)` (File ▸ Open, drag and drop) picks our reader once
+    napari-tomoml is the preferred reader for .h5 (scripts/run_napari.py sets it)."""
+    from napari.settings import get_settings
+
+    from napari_tomoml._reader import prefer_tomoml_reader
+
+    viewer = make_napari_viewer()
+    prefer_tomoml_reader(get_settings())
+    layers = viewer.open(str(shared_data / "real" / "tooth.h5"), plugin=None)
+    assert [la.name for la in layers] == ["tooth projections"]
+    assert layers[0].data.shape == (181, 2, 640) and layers[0].metadata["kind"] == "projections"

@@ -268,7 +268,8 @@ def show_result(
     ``layer_type`` layer (``"image"`` or ``"labels"``) built with ``kwargs`` (``name``,
     ``metadata``, ``scale``, ``colormap``…). An existing layer of the same ``name`` and number
     of dimensions is updated in place (live previews), otherwise a new layer is added.
-    Then: every axis the canvas does not display moves to the middle slice of the result;
+    Then: the layer moves to the top of the layer list; every axis the canvas does not display
+    moves to the middle slice of the result;
     ``source`` (a layer, a name or a list; the layer the result came from) and ``hide`` are
     hidden, never removed; the axis labels become ``axis_labels`` (default: from the layer's
     ``metadata["kind"]``: angle/row/col for projections, row/angle/col for sinograms, z/y/x
@@ -314,6 +315,10 @@ def show_result(
                 viewer.layers.remove(existing)
             layer = getattr(viewer, f"add_{layer_type}")(data, **kwargs)
     layer.visible = True
+    # on top: drawn over the rest, and napari names the sliders after the newest labelled layer
+    index = list(viewer.layers).index(layer)
+    if index != len(viewer.layers) - 1:
+        viewer.layers.move(index, len(viewer.layers))
 
     labels = tuple(axis_labels) if axis_labels is not None else axis_labels_for(layer.ndim, layer.metadata)
     layer.axis_labels = labels

@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..progress import Progress
+from ._layers import show_result
 from ._worker import TaskRunner
 
 if TYPE_CHECKING:
@@ -115,13 +116,20 @@ class LoadWidget(QWidget):
 
         self.load_button = QPushButton("Load")
         self.load_button.clicked.connect(self.load)
+        self.view_button = QPushButton("Show sinograms")
+        self.view_button.setToolTip("Switch the view between the projections and the sinograms of the last scan")
+        self.view_button.setEnabled(False)
+        self.view_button.clicked.connect(self.toggle_view)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.load_button, 1)
+        buttons.addWidget(self.view_button)
         self.runner = TaskRunner(self)
 
         layout = QVBoxLayout(self)
         layout.addLayout(path_row)
         layout.addWidget(summary_box)
         layout.addLayout(options)
-        layout.addWidget(self.load_button)
+        layout.addLayout(buttons)
         layout.addWidget(self.runner)
         layout.addStretch(1)
 
@@ -197,7 +205,7 @@ class LoadWidget(QWidget):
         )
 
     def _add_layers(self, result: tuple) -> None:
-        from .._reader import scan_metadata
+        from .._reader import physical_scale, scan_metadata
 
         scan, data, clim = result
         src = Path(self.path)
@@ -205,28 +213,53 @@ class LoadWidget(QWidget):
         meta = scan_metadata(scan, src)
         normalised = self.normalise_check.isChecked()
         meta["normalized"] = normalised
+        if normalised:  # −log(I/I₀): no longer detector counts
+            meta["units"] = "line integral (−log I/I₀)"
         self._show_summary(scan)
         suffix = "line integrals" if normalised else "projections"
-        layers = [
-            self.viewer.add_image(
-                data,
-                name=f"{stem} {suffix}",
-                metadata=meta,
-                contrast_limits=clim,
-                colormap="gray",
-            )
-        ]
-        if self.sinogram_check.isChecked():
+        scale = physical_scale(meta, "projections", 3).get("scale", (1.0, 1.0, 1.0))
+        sinograms = None
+        if self.sinogram_check.isChecked():  # added first (hidden), so the projections land on top
             sino_meta = dict(meta, kind="sinograms", axes="rows, angles, cols")
-            layers.append(
-                self.viewer.add_image(
-                    data.transpose(1, 0, 2),
-                    name=f"{stem} sinograms",
-                    metadata=sino_meta,
-                    contrast_limits=clim,
-                    colormap="gray",
-                    visible=False,
-                )
+            sino_data = data.transpose(1, 0, 2)
+            sinograms = self.viewer.add_image(
+                sino_data,
+                name=f"{stem} sinograms",
+                metadata=sino_meta,
+                colormap="gray",
+                contrast_limits=self._sinogram_contrast(sino_data),
+                scale=(scale[1], scale[0], scale[2]),
+                axis_labels=("row", "angle", "col"),
+                visible=False,
             )
-        self.viewer.layers.selection.active = layers[0]
+        projections = show_result(
+            self.viewer,
+            data,
+            name=f"{stem} {suffix}",
+            metadata=meta,
+            contrast_limits=clim,
+            colormap="gray",
+            scale=scale,
+        )
+        layers = [projections] if sinograms is None else [projections, sinograms]
+        self.viewer.layers.selection.active = projections
         self.last_layers = layers
+        self.view_button.setEnabled(len(layers) == 2)
+        self.view_button.setText("Show sinograms")
+
+    @staticmethod
+    def _sinogram_contrast(data) -> tuple[float, float]:
+        """Contrast from a few sinograms (rows), not from the projections' frames."""
+        from ..io import estimate_contrast_limits
+
+        return estimate_contrast_limits(data)
+
+    def toggle_view(self) -> Any:
+        """Show the sinograms of the last scan (hiding its projections), or back; returns the layer shown."""
+        if len(self.last_layers) != 2 or any(la not in self.viewer.layers for la in self.last_layers):
+            return None
+        projections, sinograms = self.last_layers
+        show, hide = (sinograms, projections) if not sinograms.visible else (projections, sinograms)
+        layer = show_result(self.viewer, show, source=hide)
+        self.view_button.setText("Show projections" if show is sinograms else "Show sinograms")
+        return layer
