@@ -28,12 +28,13 @@ from torch import nn
 
 from ..errors import ModelFileError
 from .normalization import DEFAULT_NORMALIZATION
+from .ptychonn import PtychoNN
 from .tomogan import TomoGAN
 
 CARD_FORMAT = "napari-tomoml-model"
 CARD_VERSION = 1
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
-ARCHITECTURES: dict[str, type[nn.Module]] = {"tomogan": TomoGAN}
+ARCHITECTURES: dict[str, type[nn.Module]] = {"ptychonn": PtychoNN, "tomogan": TomoGAN}
 
 
 @dataclass
