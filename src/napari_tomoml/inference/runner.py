@@ -10,7 +10,10 @@ from torch import nn
 
 
 def torch_predictor(module: nn.Module, device: torch.device, *, channels_last: bool = True) -> Callable[[np.ndarray], np.ndarray]:
-    """A ``(B, C, h, w) -> (B, 1, h, w)`` float32 NumPy function running ``module`` in inference mode.
+    """A ``(B, C, h, w) -> (B, K, h, w)`` float32 NumPy function running ``module`` in inference mode.
+
+    The function carries the module's ``receptive_field``, ``size_multiple`` and
+    ``bytes_per_pixel`` (0, 1 and 4096 when it declares none) for the seamless tiler.
 
     ``channels_last`` memory layout makes convolutions markedly faster on CPU (oneDNN) and on
     recent GPUs; it changes no result beyond float rounding.
@@ -27,4 +30,8 @@ def torch_predictor(module: nn.Module, device: torch.device, *, channels_last: b
             x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(device).to(memory_format=memory_format)
             return module(x).float().cpu().numpy()
 
+    # what the tiler needs to reproduce a whole-image pass (see inference/tiler.py)
+    predict.receptive_field = int(getattr(module, "receptive_field", 0))
+    predict.size_multiple = int(getattr(module, "size_multiple", 1))
+    predict.bytes_per_pixel = float(getattr(module, "bytes_per_pixel", 4096))
     return predict

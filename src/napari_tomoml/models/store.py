@@ -30,11 +30,12 @@ from ..errors import ModelFileError
 from .normalization import DEFAULT_NORMALIZATION
 from .ptychonn import PtychoNN
 from .tomogan import TomoGAN
+from .unet import UNet
 
 CARD_FORMAT = "napari-tomoml-model"
 CARD_VERSION = 1
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
-ARCHITECTURES: dict[str, type[nn.Module]] = {"ptychonn": PtychoNN, "tomogan": TomoGAN}
+ARCHITECTURES: dict[str, type[nn.Module]] = {"ptychonn": PtychoNN, "tomogan": TomoGAN, "unet": UNet}
 
 
 @dataclass

@@ -65,6 +65,12 @@ class TomoGAN(nn.Module):
         """Constructor arguments, as stored in a model card."""
         return {"depth": self.depth, "upsample": self.upsample}
 
+    # for the seamless tiler: shifts by multiples of 8 commute with the network, and an output
+    # pixel sees at most 57 px on each side: 3x3 convs 2*(1+2+4) + 8 (bottom) + 2*(4+2+1),
+    # pools 1+2+4, upsamplings 8+4+2
+    size_multiple = SIZE_MULTIPLE
+    receptive_field = 57
+
     @staticmethod
     def _block(convs: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
         for conv in convs:
