@@ -31,7 +31,7 @@ def test_denoise_volume_layer(make_napari_viewer, qtbot, tiny_model, rng, notifi
     widget.device_combo.setCurrentText("cpu")
     widget.denoise_button.click()
     assert wait_done(qtbot, widget.runner) == "ok", notifications
-    out = viewer.layers["rec denoised"]
+    out = viewer.layers["rec tiny-tomogan"]  # named by the model that made it
     assert out.data.shape == (3, 24, 24) and out.data.dtype == np.float32
     assert np.isfinite(out.data).all()
     assert out.metadata["task"] == "denoise"
@@ -65,5 +65,38 @@ def test_keras_choice_imports_into_cache(shared_data, make_napari_viewer, qtbot,
     widget.device_combo.setCurrentText("cpu")
     widget.denoise()
     assert wait_done(qtbot, widget.runner, timeout=120_000) == "ok", notifications
-    assert (tmp_path / "cache" / "napari-tomoml" / "models" / "TomoGAN-imported.safetensors").is_file()
-    assert viewer.layers["rec denoised"].data.shape == (1, 16, 16)
+    imported = sorted((tmp_path / "cache" / "napari-tomoml" / "models").glob("TomoGAN*.safetensors"))
+    assert len(imported) == 1
+    assert viewer.layers["rec TomoGAN"].data.shape == (1, 16, 16)
+    widget.refresh_models()
+    assert f"{imported[0].stem} (imported)" in widget.models  # listed from now on
+
+
+def test_denoised_volume_is_in_view_and_trained_models_are_listed(
+    make_napari_viewer, qtbot, tiny_model, rng, notifications, tmp_path, monkeypatch
+):
+    from napari_tomoml._widgets.denoise import remember_model
+
+    from .conftest import in_view
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    remember_model(tiny_model)
+    viewer = make_napari_viewer()
+    viewer.add_image(rng.random((40, 8, 24)).astype(np.float32), name="proj", metadata={"kind": "projections"})
+    viewer.add_image(rng.random((3, 24, 24)).astype(np.float32), name="rec fbp",
+                     metadata={"task": "reconstruct", "kind": "volume"})
+    viewer.add_image(rng.random((24, 24)).astype(np.float32), name="reconstruction preview",
+                     metadata={"task": "preview"})
+    viewer.dims.set_point(0, 30)  # browsing the projections
+    widget = dock(viewer, "Denoise")
+    assert widget.layer_combo.currentText() == "rec fbp"  # not the newer one-slice preview
+    assert "tiny-tomogan (trained)" in widget.models
+    widget.model_combo.setCurrentText("tiny-tomogan (trained)")
+    assert "test model" in widget.card_label.text()
+    widget.device_combo.setCurrentText("cpu")
+    widget.denoise_button.click()
+    assert wait_done(qtbot, widget.runner) == "ok", notifications
+    out = viewer.layers["rec fbp tiny-tomogan"]
+    in_view(viewer, out)
+    assert not viewer.layers["rec fbp"].visible
+    assert viewer.dims.axis_labels[-3:] == ("z", "y", "x")

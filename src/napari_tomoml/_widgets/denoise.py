@@ -4,10 +4,13 @@ Thin: the model comes from :mod:`napari_tomoml.models.store` (a bundled name or 
 is imported from the published Keras TomoGAN file by
 :func:`napari_tomoml.import_tomogan_keras`; :func:`napari_tomoml.tasks.denoise.denoise_steps`
 does the work in a worker thread, slice batch by slice batch, with progress and Cancel.
+The model list holds the bundled models, the models imported into the model cache, and the
+models trained in the Train widget (remembered in ``trained.json`` in the model cache).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +29,7 @@ from qtpy.QtWidgets import (
 from ..device import available_devices
 from ..models.store import model_cache_dir
 from ..tasks.denoise import denoise_steps
-from ._layers import LayerCombo, is_volume, unique_name
+from ._layers import LayerCombo, is_volume, show_result, unique_name, volume_score
 from ._worker import TaskRunner
 
 if TYPE_CHECKING:
@@ -45,6 +48,42 @@ def _bundled() -> list[str]:
         return []
 
 
+TRAINED_LIST = "trained.json"
+
+
+def remember_model(path: str | Path) -> None:
+    """Add a trained model file to the list the Denoise widget offers (newest first)."""
+    path = str(Path(path).resolve())
+    listing = model_cache_dir() / TRAINED_LIST
+    known = [p for p in _trained() if p != path]
+    listing.parent.mkdir(parents=True, exist_ok=True)
+    tmp = listing.with_name(listing.name + ".tmp")
+    tmp.write_text(json.dumps([path, *known][:50], indent=1))
+    tmp.replace(listing)
+
+
+def _trained() -> list[str]:
+    try:
+        known = json.loads((model_cache_dir() / TRAINED_LIST).read_text())
+    except (OSError, ValueError):
+        return []
+    return [str(p) for p in known if isinstance(p, str)]
+
+
+def known_models() -> dict[str, str]:
+    """Model-list label → model spec: bundled names, imported models, trained model files."""
+    out = {name: name for name in _bundled()}
+    cache = model_cache_dir()
+    files = [str(p) for p in sorted(cache.glob("*.safetensors")) if p.with_suffix(".json").is_file()]
+    for path in [*_trained(), *files]:
+        p = Path(path)
+        weights = p if p.suffix == ".safetensors" else p.with_name(p.name + ".safetensors")
+        if weights.is_file() and weights.with_suffix(".json").is_file():
+            label = f"{weights.stem} ({'imported' if weights.parent == cache else 'trained'})"
+            out.setdefault(label, str(weights))
+    return out
+
+
 class DenoiseWidget(QWidget):
     """Pick a volume layer and a model, denoise into a new layer."""
 
@@ -53,9 +92,10 @@ class DenoiseWidget(QWidget):
         self.viewer = napari_viewer
         self.result_layer = None
 
-        self.layer_combo = LayerCombo(napari_viewer, ndim=None, accept=is_volume)
+        self.layer_combo = LayerCombo(napari_viewer, ndim=None, accept=is_volume, prefer=volume_score)
+        self.models: dict[str, str] = {}
         self.model_combo = QComboBox()
-        self.model_combo.addItems([*_bundled(), MODEL_FILE, KERAS_FILE])
+        self.refresh_models()
         self.model_combo.currentTextChanged.connect(self._model_changed)
         self.path_edit = QLineEdit()
         self.path_edit.setPlaceholderText("model file")
@@ -90,6 +130,24 @@ class DenoiseWidget(QWidget):
         self._model_changed(self.model_combo.currentText())
 
     # ------------------------------------------------------------------ model choice
+    def refresh_models(self) -> None:
+        """Re-read the model list (bundled, imported, trained), keeping the current choice."""
+        current = self.model_combo.currentText()
+        self.models = known_models()
+        items = [*self.models, MODEL_FILE, KERAS_FILE]
+        if items == [self.model_combo.itemText(i) for i in range(self.model_combo.count())]:
+            return
+        self.model_combo.blockSignals(True)
+        self.model_combo.clear()
+        self.model_combo.addItems(items)
+        if current in items:
+            self.model_combo.setCurrentText(current)
+        self.model_combo.blockSignals(False)
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt override: models trained meanwhile
+        self.refresh_models()
+        super().showEvent(event)
+
     def _model_changed(self, text: str) -> None:
         is_file = text in (MODEL_FILE, KERAS_FILE)
         self.path_box.setVisible(is_file)
@@ -102,14 +160,27 @@ class DenoiseWidget(QWidget):
         else:
             self.card_label.setText(self._describe(text))
 
-    def _describe(self, name: str) -> str:
+    def _describe(self, label: str) -> str:
+        """What the model card says: its description and the data it was trained on."""
         try:
             from ..models.store import WEIGHTS_DIR, read_card
 
-            card = read_card(WEIGHTS_DIR / f"{name}.json")
+            spec = self.models.get(label, label)
+            path = Path(spec) if spec.endswith(".safetensors") else WEIGHTS_DIR / f"{spec}.safetensors"
+            card = read_card(path.with_suffix(".json"))
         except Exception:
             return ""
-        return str(card.get("description") or "")
+        text = str(card.get("description") or "")
+        data = (card.get("training") or {}).get("data") or {}
+        if data.get("input"):
+            text += f"\nTrained on: {data['input']}"
+            if data.get("phantom_family"):
+                text += f" ({data['phantom_family']} phantoms"
+                if data.get("i0_photons_per_pixel"):
+                    text += f", {data['i0_photons_per_pixel']:g} photons/pixel"
+                text += ")"
+            text += ". Data far from this (other noise, contrast, sharp edges) may show halos."
+        return text.strip()
 
     def _browse(self) -> None:
         if self.model_combo.currentText() == KERAS_FILE:
@@ -123,9 +194,14 @@ class DenoiseWidget(QWidget):
     def set_model(self, spec: str | Path) -> None:
         """Choose a bundled model by name, a model file, or a Keras ``.h5`` file."""
         text = str(spec)
-        if text in [self.model_combo.itemText(i) for i in range(self.model_combo.count())]:
+        self.refresh_models()
+        if text in self.models:
             self.model_combo.setCurrentText(text)
             return
+        for label, path in self.models.items():
+            if path == text:
+                self.model_combo.setCurrentText(label)
+                return
         keras = Path(text).suffix.lower() in (".h5", ".hdf5")
         self.model_combo.setCurrentText(KERAS_FILE if keras else MODEL_FILE)
         self.path_edit.setText(text)
@@ -136,7 +212,7 @@ class DenoiseWidget(QWidget):
 
         choice = self.model_combo.currentText()
         if choice not in (MODEL_FILE, KERAS_FILE):
-            return choice
+            return self.models.get(choice, choice)
         path = self.path_edit.text().strip()
         if not path:
             raise InputError("choose a model file first")
@@ -161,23 +237,26 @@ class DenoiseWidget(QWidget):
             return None
         source = layer.name
         translate, scale = tuple(layer.translate), tuple(layer.scale)
-        clim = tuple(layer.contrast_limits)
+        label = self.model_combo.currentText()
+        model_name = label if label not in (MODEL_FILE, KERAS_FILE) else Path(model).stem
+        model_name = model_name.split(" (")[0]
 
         def add(result: Any) -> None:
             volume, meta = result if isinstance(result, tuple) else (result, {})
             metadata = {**dict(meta or {}), "source": source}
             metadata.setdefault("task", "denoise")
             metadata["kind"] = "volume"
-            self.result_layer = self.viewer.add_image(
+            metadata.setdefault("model", model_name)
+            self.result_layer = show_result(
+                self.viewer,
                 volume,
-                name=unique_name(self.viewer, f"{source} denoised"),
+                name=unique_name(self.viewer, f"{source} {model_name}"),
                 colormap="gray",
-                contrast_limits=clim,
                 translate=translate,
                 scale=scale,
+                source=source,
                 metadata=metadata,
             )
-            self.viewer.layers.selection.active = self.result_layer
 
         self.denoise_button.setEnabled(False)
         return self.runner.run(
@@ -187,5 +266,5 @@ class DenoiseWidget(QWidget):
             device=self.device_combo.currentText(),
             on_result=add,
             on_finish=lambda _s: self.denoise_button.setEnabled(True),
-            description="denoising",
+            description=f"denoising ({model_name})",
         )
