@@ -22,7 +22,7 @@ def test_matches_scikit_image_iradon_with_the_same_filter(phantom_sino, name):
     from skimage.transform import iradon
 
     img, theta, sino = phantom_sino
-    ours = fbp(sino, theta, filter_name=name, circle=True, device="cpu")
+    ours = fbp(sino, theta, filter_name=name, circle=True, device="cpu", method="backprojection")
     ref = iradon(sino.T, np.degrees(theta), filter_name=name, circle=True)
     assert ours.shape == (N, N) and ours.dtype == np.float32
     assert np.sqrt(np.mean((ours - ref) ** 2)) < 0.02 * (img.max() - img.min())
@@ -88,6 +88,8 @@ def test_bad_arguments(phantom_sino):
         fbp(sino, theta, filter_name="box")
     with pytest.raises(InputError, match="backend"):
         fbp(sino, theta, backend="matlab")
+    with pytest.raises(InputError, match="method"):
+        fbp(sino, theta, method="fourier")
     with pytest.raises(InputError, match="theta has 119"):
         fbp(sino, theta[:-1])
     with pytest.raises(InputError, match="cutoff"):

@@ -2,9 +2,12 @@
 
 The torch engine filters each projection row in Fourier space (zero-padded so nothing wraps),
 weights each angle by its share of the half turn (so 180°, 360° and uneven angle sets all come
-out right), and back-projects many slices at once with the cached sparse back-projector of
-:mod:`napari_tomoml.recon.geometry`. ASTRA (2-D CPU) and tomopy can be used instead where they
-are installed, as peers to compare with.
+out right), and then either grids the filtered spectra onto a Cartesian 2-D spectrum and inverts
+it with one FFT (``method="gridrec"``, :mod:`napari_tomoml.recon.gridrec`: tens of times faster
+at detector sizes) or back-projects many slices at once with the sparse back-projector of
+:mod:`napari_tomoml.recon.geometry` (``method="backprojection"``, the exact transpose of
+:func:`~napari_tomoml.recon.project`). ASTRA (2-D CPU) and tomopy can be used instead where
+they are installed, as peers to compare with.
 
 >>> import numpy as np
 >>> from napari_tomoml.recon import project
@@ -31,9 +34,11 @@ from . import _validate as v
 from ._workers import run_serial
 from .filters import filter_response, padded_length
 from .geometry import Geometry, SparseProjector, angular_weights, make_geometry
+from .gridrec import grid_size, gridrec
 from .projector import backproject_tensor
 
 BACKENDS = ("torch", "astra", "tomopy")
+METHODS = ("auto", "gridrec", "backprojection")
 # Bytes of working memory for one batch of slices (filtered projections + output, ~2 copies).
 _BATCH_BYTES = 1 << 30
 # Complex values per FFT block, bounds the filtering memory independently of the batch.
@@ -93,6 +98,24 @@ def _rows_per_batch(geom: Geometry, n_rows: int) -> int:
     return min(n_rows, 8 if SparseProjector(geom, torch.float32, torch.device("cpu")).cacheable else fit)
 
 
+def _gridrec_rows_per_batch(n: int, n_angles: int, n_det: int, n_rows: int) -> int:
+    """Slices per gridrec call: an even number (slices travel in pairs) within the memory budget."""
+    m = grid_size(n)
+    per_slice = 4 * (3 * m * m + 2 * n_angles * 2 * n_det)  # half a complex grid + spectrum, ~2 copies
+    fit = max(2, _BATCH_BYTES // per_slice)
+    return min(n_rows, fit - fit % 2)
+
+
+def _resolve_method(method: str, proj) -> str:
+    if method not in METHODS:
+        raise InputError(f"unknown FBP method {method!r}; choose one of {', '.join(METHODS)}")
+    if method != "auto":
+        return method
+    # gradients: the back-projector is the projector's exact transpose and needs no big grids
+    needs_grad = isinstance(proj, torch.Tensor) and proj.requires_grad and torch.is_grad_enabled()
+    return "backprojection" if needs_grad else "gridrec"
+
+
 def fbp_steps(
     projections,
     theta,
@@ -106,6 +129,7 @@ def fbp_steps(
     device="auto",
     backend: str = "torch",
     chunk: int | None = None,
+    method: str = "auto",
 ) -> Generator[Progress, None, np.ndarray | torch.Tensor]:
     """:func:`fbp` as a generator yielding :class:`Progress` after each batch of rows."""
     proj, single = v.as_stack(projections, "projections")
@@ -116,6 +140,7 @@ def fbp_steps(
     filter_response(filter_name, 64, cutoff=cutoff, order=order)  # checks the names and numbers early
     if backend not in BACKENDS:
         raise InputError(f"unknown FBP backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    method = _resolve_method(method, proj)
     if backend != "torch":
         peer = _fbp_astra if backend == "astra" else _fbp_tomopy
         arr = proj.detach().cpu().numpy() if isinstance(proj, torch.Tensor) else np.asarray(proj, np.float32)
@@ -126,7 +151,12 @@ def fbp_steps(
         return out[0] if single else out
 
     geom = make_geometry(n, n_det, theta, center)
-    batch = v.as_size(chunk, "chunk", _rows_per_batch(geom, n_rows))
+    default_batch = (
+        _gridrec_rows_per_batch(n, n_angles, n_det, n_rows)
+        if method == "gridrec"
+        else _rows_per_batch(geom, n_rows)
+    )
+    batch = v.as_size(chunk, "chunk", default_batch)
     torch_in = isinstance(proj, torch.Tensor)
     if not torch_in:
         v.check_memory(4 * n_rows * n * n, f"an FBP volume of {n_rows} x {n} x {n}",
@@ -138,12 +168,15 @@ def fbp_steps(
         rows, _ = v.to_tensor(proj[:, start : start + batch], device)
 
         def reconstruct(rows=rows):
+            if method == "gridrec":
+                rec = gridrec(rows, theta, center, n, filter_name, cutoff=cutoff, order=order)
+                return rec if mask is None else rec * mask.to(rec.device)
             filtered = filter_projections(rows, theta, filter_name, cutoff=cutoff, order=order)
             rec = backproject_tensor(filtered, geom, once=batch >= n_rows)
             return rec if mask is None else rec * mask.to(rec.device)
 
         # a few rows are thousands of small ops, which torch's thread team only slows (_workers)
-        few = rows.device.type == "cpu" and rows.shape[1] <= _FEW_ROWS
+        few = method != "gridrec" and rows.device.type == "cpu" and rows.shape[1] <= _FEW_ROWS
         rec = run_serial(reconstruct) if few else reconstruct()
         if torch_in:
             pieces.append(rec)
@@ -168,6 +201,7 @@ def fbp(
     device="auto",
     backend: str = "torch",
     chunk: int | None = None,
+    method: str = "auto",
 ):
     """Filtered back-projection of ``(angles, rows, cols)`` → ``(rows, n, n)`` float32.
 
@@ -177,6 +211,9 @@ def fbp(
     butterworth, with ``cutoff`` (fraction of Nyquist) and ``order`` (Butterworth). ``circle``
     zeroes pixels outside the inscribed circle. ``backend`` ``"astra"`` or ``"tomopy"`` uses those
     packages when installed. ``chunk`` sets how many rows go through at once (default: by memory).
+    ``method`` (torch backend): ``"gridrec"`` (Fourier gridding, fast), ``"backprojection"``
+    (filtered sparse back-projection, the exact transpose of ``project``), or ``"auto"``:
+    gridrec, except for a tensor that needs gradients.
     Numpy in → numpy out; a tensor in → a tensor out (differentiable).
 
     >>> import numpy as np
@@ -198,6 +235,7 @@ def fbp(
             device=device,
             backend=backend,
             chunk=chunk,
+            method=method,
         )
     )
 
