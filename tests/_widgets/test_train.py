@@ -75,3 +75,30 @@ def test_missing_save_path_and_same_layer_are_reported(pair_layers, qtbot, notif
     widget.train()
     assert wait_done(qtbot, widget.runner) == "error"
     assert "save" in notifications[0]
+
+
+def test_default_pairs_by_name_and_metadata(make_napari_viewer, rng):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-tomoml", "phantom")
+    vol = rng.random((2, 16, 16)).astype(np.float32)
+    for name in ("projections (normal dose) fbp", "projections (low dose) fbp"):
+        viewer.add_image(vol, name=name, metadata={"task": "reconstruct", "kind": "volume"})
+    viewer.add_image(vol[0], name="reconstruction preview", metadata={"task": "preview"})
+    widget = dock(viewer, "Train TomoGAN")
+    assert widget.noisy_combo.currentText() == "projections (low dose) fbp"
+    assert widget.clean_combo.currentText() == "projections (normal dose) fbp"
+    widget.noisy_combo.set_layer("projections (normal dose) fbp")  # a person's choice stays
+    viewer.add_image(vol, name="another low dose", metadata={"kind": "volume"})
+    assert widget.noisy_combo.currentText() == "projections (normal dose) fbp"
+
+
+def test_loss_plot_has_labelled_axes(pair_layers, qtbot):
+    _, widget = pair_layers
+    plot = widget.plot
+    for step, loss in enumerate([1.0, 0.5, 0.2], start=1):
+        plot.add("train", step, loss)
+    plot.add("val", 2, 0.3)
+    assert plot.bounds() == (1.0, 3.0, pytest.approx(np.log10(0.2)), 0.0)
+    assert (plot.X_LABEL, plot.Y_LABEL) == ("training step", "loss (log scale)")
+    image = plot.grab().toImage()  # paints: labels, ticks and curves
+    assert image.width() > 0

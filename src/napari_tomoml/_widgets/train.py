@@ -35,7 +35,7 @@ from qtpy.QtWidgets import (
 from ..device import available_devices
 from ..progress import Progress
 from ..tasks.train import train_and_save_steps
-from ._layers import LayerCombo, is_volume
+from ._layers import LayerCombo, clean_partner_score, is_volume, noisy_score
 from ._worker import TaskRunner
 
 if TYPE_CHECKING:
@@ -65,25 +65,43 @@ class LossPlot(QWidget):
             self.series[name].append((float(step), math.log10(value)))
             self.update()
 
+    X_LABEL = "training step"
+    Y_LABEL = "loss (log scale)"
+
     def paintEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        rect = self.rect().adjusted(4, 4, -4, -4)
-        painter.setPen(QPen(QColor(120, 120, 120)))
+        metrics = painter.fontMetrics()
+        h = metrics.height()
+        # room for the y tick labels and title on the left, x ticks and title below
+        outer = self.rect().adjusted(4, 4, -4, -4)
+        rect = outer.adjusted(h + metrics.horizontalAdvance("1e-0.0") + 6, h + 2, -4, -(2 * h + 4))
+        grey, light = QColor(120, 120, 120), QColor(200, 200, 200)
+        painter.setPen(QPen(grey))
         painter.drawRect(rect)
+        painter.setPen(QPen(light))
+        painter.drawText(outer.adjusted(0, 0, 0, 0), Qt.AlignmentFlag.AlignBottom | Qt.AlignmentFlag.AlignHCenter,
+                         self.X_LABEL)
+        painter.save()
+        painter.translate(outer.left() + h, rect.center().y())
+        painter.rotate(-90)
+        painter.drawText(-metrics.horizontalAdvance(self.Y_LABEL) // 2, 0, self.Y_LABEL)
+        painter.restore()
+        painter.drawText(outer.adjusted(h + 4, 0, 0, 0), Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft,
+                         "train ─ blue   validation ─ orange")
         points = [p for s in self.series.values() for p in s]
         if len(points) < 2:
-            painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, "loss (log) vs step")
+            painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, "no losses yet")
             return
-        xs, ys = [p[0] for p in points], [p[1] for p in points]
-        x0, x1 = min(xs), max(xs) or 1.0
-        y0, y1 = min(ys), max(ys)
-        if x1 == x0:
-            x1 = x0 + 1
-        if y1 == y0:
-            y1 = y0 + 1
+        x0, x1, y0, y1 = self.bounds()
+        # tick labels: the ends of each axis
+        painter.drawText(rect.left() - metrics.horizontalAdvance(f"1e{y1:.1f}") - 3, rect.top() + h // 2,
+                         f"1e{y1:.1f}")
+        painter.drawText(rect.left() - metrics.horizontalAdvance(f"1e{y0:.1f}") - 3, rect.bottom(), f"1e{y0:.1f}")
+        painter.drawText(rect.left(), rect.bottom() + h, f"{x0:g}")
+        painter.drawText(rect.right() - metrics.horizontalAdvance(f"{x1:g}"), rect.bottom() + h, f"{x1:g}")
         for name, series in self.series.items():
-            if len(series) < 1:
+            if not series:
                 continue
             poly = QPolygonF(
                 [
@@ -94,9 +112,13 @@ class LossPlot(QWidget):
             )
             painter.setPen(QPen(self.COLOURS[name], 1.5))
             painter.drawPolyline(poly)
-        painter.setPen(QPen(QColor(200, 200, 200)))
-        painter.drawText(rect.adjusted(4, 2, 0, 0), Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft,
-                         f"1e{y1:.1f}  train ─ blue, validation ─ orange")
+
+    def bounds(self) -> tuple[float, float, float, float]:
+        """Axis ranges ``(step0, step1, log10 loss0, log10 loss1)``, never empty."""
+        points = [p for s in self.series.values() for p in s]
+        xs, ys = [p[0] for p in points] or [0.0], [p[1] for p in points] or [0.0]
+        x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+        return x0, (x1 if x1 > x0 else x0 + 1), y0, (y1 if y1 > y0 else y0 + 1)
 
 
 # ---------------------------------------------------------------------------- the widget
@@ -111,10 +133,13 @@ class TrainWidget(QWidget):
 
         self.source_combo = QComboBox()
         self.source_combo.addItems([FROM_LAYERS, FROM_HDF5])
-        self.noisy_combo = LayerCombo(napari_viewer, ndim=None, accept=is_volume)
-        self.clean_combo = LayerCombo(napari_viewer, ndim=None, accept=is_volume)
-        if self.clean_combo.count() > 1:  # a different layer by default
-            self.clean_combo.setCurrentIndex(1)
+        # defaults: the noisy input by name/metadata (low dose, noisy; never the ground truth), the
+        # clean one paired with it by name (low dose → normal dose) or marked clean
+        self.noisy_combo = LayerCombo(napari_viewer, ndim=None, accept=is_volume, prefer=noisy_score)
+        self.clean_combo = LayerCombo(
+            napari_viewer, ndim=None, accept=is_volume, prefer=clean_partner_score(self.noisy_combo.currentText)
+        )
+        self.noisy_combo.currentIndexChanged.connect(self.clean_combo.refresh)
         self.val_fraction = QDoubleSpinBox()
         self.val_fraction.setRange(0.0, 0.9)
         self.val_fraction.setSingleStep(0.05)
@@ -323,8 +348,11 @@ class TrainWidget(QWidget):
         self.status_label.setText(text)
 
     def _on_saved(self, result: tuple) -> None:
+        from .denoise import remember_model
+
         path, best = result
         self.saved_path = Path(path)
+        remember_model(path)  # offered in the Denoise widget's model list from now on
         psnr = best.get("psnr")
         extra = f" (best validation PSNR {psnr:.2f} dB)" if psnr is not None else ""
-        self.status_label.setText(f"saved {path}{extra}. Use it in the Denoise widget: Model file → this path.")
+        self.status_label.setText(f"saved {path}{extra}; it is now in the Denoise widget's model list.")
