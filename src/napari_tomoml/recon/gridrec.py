@@ -112,7 +112,11 @@ def _spread(
         # non-Hermitian, mixing the two packed slices
         edge = t == 0
         weight = torch.lerp(table[lower], table[lower + 1], t.sub_(lower)).masked_fill_(edge, 0.0)
-        return torch.remainder(pos, m).to(torch.int64), weight
+        index = torch.remainder(pos, m).to(torch.int64)
+        # (-1)^index moves the image's centre from offset 0 to the middle of the FFT's output, so
+        # the slice is a plain crop there (m is even, so the sign is the same for wrapped taps)
+        weight.mul_(1 - 2 * (index & 1).to(weight.dtype))
+        return index, weight
 
     ix, wx = one_axis(kx)
     ir, wr = one_axis(kr)
@@ -184,10 +188,12 @@ def gridrec(
             grids[p].index_add_(0, index, torch.view_as_complex(contrib).view(-1))
     del samples, spectrum
 
-    images = torch.fft.ifft2(grids.view(pairs, m, m), norm="forward")  # plain sum of plane waves
+    # the plain sum of plane waves (no 1/m^2), pruned: only the slice's n columns get the
+    # second transform
+    keep = slice(m // 2 - n // 2, m // 2 - n // 2 + n)
+    images = torch.fft.ifft(grids.view(pairs, m, m), dim=-1, norm="forward")[..., keep]
     del grids
-    keep = torch.remainder(torch.arange(n, device=device) - n // 2, m)
-    images = images.index_select(1, keep).index_select(2, keep)
+    images = torch.fft.ifft(images, dim=-2, norm="forward")[:, keep]
     apod = torch.as_tensor(_deapodisation(n, m, TAPS, beta), dtype=real, device=device)
     images = images / (apod[:, None] * apod[None, :])
     out = torch.empty((n_rows, n, n), dtype=real, device=device)
