@@ -299,13 +299,13 @@ def test_killed_npy_reconstruction_keeps_the_previous_result(scan_h5, tmp_path):
     out = tmp_path / "rec.npy"
     assert cli.main(["reconstruct", str(scan_h5), str(out), "-q"]) == 0
     before = out.read_bytes()
-    script = (
+    script = (  # fault injection: kill -9 right after the first slab reached the disk
         "import os, signal, sys\n"
-        "import numpy.lib.format as fmt\n"
-        "real = fmt.open_memmap\n"
-        "def dying(*a, **k):\n"
-        "    m = real(*a, **k); m[:1] = 1; m.flush(); os.kill(os.getpid(), signal.SIGKILL)\n"
-        "fmt.open_memmap = dying\n"
+        "from napari_tomoml.io import writers\n"
+        "real = writers._NpyFile.__setitem__\n"
+        "def dying(self, key, slab):\n"
+        "    real(self, key, slab); self.file.flush(); os.kill(os.getpid(), signal.SIGKILL)\n"
+        "writers._NpyFile.__setitem__ = dying\n"
         "from napari_tomoml import cli\n"
         "cli.main(sys.argv[1:])\n"
     )

@@ -108,59 +108,67 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     _check_output(out, args.overwrite, [args.input])  # cheap checks first: fail before reading anything
     rows = parse_rows(args.rows)
     center = parse_center(args.center)
+    max_memory = _parse_memory(args.memory)
 
-    import numpy as np
+    from contextlib import ExitStack
 
-    from . import load_scan, normalize
+    from . import load_scan
+    from .io.writers import open_volume
     from .progress import run_to_end
-    from .tasks.reconstruct import reconstruct_steps
+    from .tasks.reconstruct import reconstruct_scan_steps
 
     scan = load_scan(Path(args.input))
-    proj, flats, darks = scan.projections, scan.flats, scan.darks
     if rows is not None:
-        proj = proj[:, rows]
-        flats = None if flats is None else flats[:, rows]
-        darks = None if darks is None else darks[:, rows]
-        if proj.shape[1] == 0:
+        start, stop, _ = rows.indices(scan.shape[1])
+        if stop <= start:
             from .errors import InputError
 
-            raise InputError(f"--rows {args.rows}: no rows selected (the scan has {scan.projections.shape[1]})")
-    if args.no_normalize:
-        sino = np.asarray(proj, dtype=np.float32)
-    else:
-        sino = normalize(proj, flats, darks, zinger_threshold=args.zinger)
+            raise InputError(f"--rows {args.rows}: no rows selected (the scan has {scan.shape[1]})")
+    prepare: dict[str, Any] = {}
     if args.phase:
-        from .recon.phase import parse_phase_option, retrieve_phase
+        from .recon.phase import parse_phase_option
 
-        phase = parse_phase_option(args.phase, scan.metadata)
-        sino = retrieve_phase(np.exp(-sino), **phase, device=args.device)
-    if center == "auto":
-        from . import find_center
-
-        center = float(find_center(sino, scan.theta))
-        print(f"rotation centre (found): {center:.2f} px", file=sys.stderr)
-    elif center is None and scan.metadata.get("center") is not None:
+        prepare["phase"] = parse_phase_option(args.phase, scan.metadata)
+    if center is None and scan.metadata.get("center") is not None:
         center = float(scan.metadata["center"])  # the file's own value
-    options: dict[str, Any] = {
-        "algorithm": args.algorithm,
-        "center": center,
-        "filter_name": args.filter,
-        "device": args.device,
-    }
+    options: dict[str, Any] = {"algorithm": args.algorithm, "filter_name": args.filter, "device": args.device}
     if args.n_iter is not None:
         options["n_iter"] = args.n_iter
-    volume, meta = run_to_end(reconstruct_steps(sino, scan.theta, **options), progress=_progress(args))
-    meta = dict(meta or {})
-    meta.setdefault("source", str(args.input))
-    if rows is not None:
-        meta["rows"] = [rows.start, rows.stop]
-    if args.phase:
-        meta["phase"] = {"method": "paganin", **phase}
-    write_volume(out, volume, overwrite=args.overwrite, metadata=meta, inputs=[args.input])
+    metadata = {"flats": scan.flats, "darks": scan.darks, "zinger_threshold": args.zinger}
+
+    with ExitStack() as stack:
+        def open_out(shape, meta):  # the file is opened once the shape and provenance are known
+            meta = dict(meta, source=str(args.input))
+            if args.phase:
+                meta["phase"] = {"method": "paganin", **prepare["phase"]}
+            return stack.enter_context(open_volume(out, shape, overwrite=args.overwrite, inputs=[args.input],
+                                                   metadata=_jsonable(meta)))
+
+        steps = reconstruct_scan_steps(scan.projections, scan.theta, open_out, metadata=metadata,
+                                       raw=not args.no_normalize, rows=rows, center=center, prepare=prepare,
+                                       max_memory=max_memory, **options)
+        volume, meta = run_to_end(steps, progress=_progress(args))
     c = meta.get("center")
+    if args.center == "auto":
+        print(f"rotation centre (found): {c:.2f} px", file=sys.stderr)
     c_text = f", centre {c:.2f} px" if isinstance(c, (int, float)) else ""
-    print(f"wrote {out} ({' x '.join(map(str, np.shape(volume)))} {args.algorithm}{c_text})")
+    print(f"wrote {out} ({' x '.join(map(str, volume.shape))} {args.algorithm}{c_text})")
     return 0
+
+
+def _parse_memory(text: str | None) -> int:
+    """``--memory``: a size like 1GiB; by default half the memory free now."""
+    if text is None:
+        import psutil
+
+        return psutil.virtual_memory().available // 2
+    from .errors import InputError
+    from .tasks.reconstruct import parse_memory
+
+    try:
+        return parse_memory(text)
+    except InputError as exc:
+        raise InputError(f"--{exc}") from None
 
 
 def _read_volume(path: Path):
@@ -180,23 +188,24 @@ def _read_volume(path: Path):
 
 
 def cmd_denoise(args: argparse.Namespace) -> int:
-    import numpy as np
+    from contextlib import ExitStack
 
+    from .io.writers import open_volume
     from .progress import run_to_end
     from .tasks.denoise import denoise_steps
 
     out = Path(args.output)
     _check_output(out, args.overwrite, [args.input])
     volume = _read_volume(Path(args.input))
-    result = run_to_end(denoise_steps(volume, model=args.model, device=args.device), progress=_progress(args))
-    if isinstance(result, tuple):
-        denoised, meta = result
-    else:
-        denoised, meta = result, {}
-    meta = dict(meta or {})
-    meta.setdefault("source", str(args.input))
-    write_volume(out, denoised, overwrite=args.overwrite, metadata=meta, inputs=[args.input])
-    print(f"wrote {out} ({' x '.join(map(str, np.shape(denoised)))}, model {args.model})")
+    with ExitStack() as stack:
+        def open_out(shape, meta):  # each slice is written as it is denoised: memory stays bounded
+            meta = dict(meta, source=str(args.input))
+            return stack.enter_context(open_volume(out, shape, overwrite=args.overwrite, inputs=[args.input],
+                                                   metadata=_jsonable(meta)))
+
+        denoised, _ = run_to_end(denoise_steps(volume, model=args.model, device=args.device, out=open_out),
+                                 progress=_progress(args))
+    print(f"wrote {out} ({' x '.join(map(str, denoised.shape))}, model {args.model})")
     return 0
 
 
@@ -314,6 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--phase", default=None, metavar="delta_beta=D,distance_mm=Z,energy_kev=E[,pixel_size_um=P]",
                    help="Paganin phase retrieval before reconstructing (pixel size: from the file if it has one)")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N")
+    p.add_argument("--memory", default=None, help="most memory to use, e.g. 1GiB (default: half of what is "
+                   "free); the scan is reconstructed and written slab by slab of rows to stay below it")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_reconstruct)

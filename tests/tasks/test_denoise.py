@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_tomoml.errors import InputError
+from napari_tomoml.errors import InputError, ResultError
 from napari_tomoml.models.store import LoadedModel, save_model
 from napari_tomoml.models.tomogan import TomoGAN
 from napari_tomoml.progress import Progress, run_to_end
@@ -86,3 +86,29 @@ def test_bundled_model_improves_a_low_dose_reconstruction():
     noisy, clean = simulate_pair(phantom_slab("foam", 64, 3, seed=99), i0=1e3, seed=7, device="cpu")
     out = denoise(noisy, device="cpu")
     assert psnr(out, clean) > psnr(noisy, clean) + 5
+
+
+def test_denoising_into_an_opened_file_equals_the_in_memory_result(volume, tmp_path):
+    """The CLI's bounded-memory path: each slice goes to the file as it is done."""
+    from napari_tomoml.io.writers import open_volume
+
+    model = LoadedModel(MiddleSlice(depth=3))
+    plain, _ = run_to_end(denoise_steps(volume, model, device="cpu"))
+    seen = []
+    with open_volume(tmp_path / "d.npy", volume.shape) as sink:
+        def out(shape, meta):
+            seen.append(meta["task"])
+            return sink
+
+        result, _ = run_to_end(denoise_steps(volume, model, device="cpu", out=out))
+    assert result is sink and seen == ["denoise"]
+    np.testing.assert_array_equal(np.load(tmp_path / "d.npy"), plain)
+
+
+def test_a_model_that_makes_everything_nan_is_an_error(volume):
+    class Broken(MiddleSlice):
+        def forward(self, x):
+            return x * float("nan")
+
+    with pytest.raises(ResultError, match="entirely NaN/inf"):
+        denoise(volume, LoadedModel(Broken(depth=1)), device="cpu")

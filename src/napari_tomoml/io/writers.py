@@ -395,21 +395,23 @@ def write_zarr(
 VOLUME_SUFFIXES = (".tif", ".tiff", ".h5", ".hdf5", ".zarr", ".npy")
 
 
-def write_npy(path: str | Path, volume: Any, *, overwrite: bool = False) -> Path:
-    """Write an array as ``.npy`` slab by slab (a lazy input never has to fit in memory), atomically.
+class _NpyFile:
+    """A ``.npy`` file filled by slabs with ordinary writes: no memory map, so the pages written
+    never count against the process's memory (a memmap keeps them resident)."""
 
-    >>> import numpy as np
-    >>> write_npy("rec.npy", np.zeros((4, 8, 8), np.float32))   # doctest: +SKIP
-    PosixPath('rec.npy')
-    """
-    volume = _check_volume(volume)
-    with atomic_output(path, overwrite=overwrite) as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=volume.dtype, shape=tuple(volume.shape))
-        for sl, slab in _slabs(volume):
-            out[sl] = slab
-        out.flush()
-        del out
-    return Path(path)
+    def __init__(self, path: Path, shape: tuple[int, ...], dtype: np.dtype):
+        self.file = open(path, "wb")  # noqa: SIM115 - closed by close()
+        header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+        np.lib.format.write_array_header_2_0(self.file, header)
+        self.offset, self.frame = self.file.tell(), int(np.prod(shape[1:])) * dtype.itemsize
+        self.file.truncate(self.offset + shape[0] * self.frame)
+
+    def __setitem__(self, key: slice, slab: np.ndarray) -> None:
+        self.file.seek(self.offset + key.start * self.frame)
+        self.file.write(np.ascontiguousarray(slab).tobytes())
+
+    def close(self) -> None:
+        self.file.close()
 
 
 class VolumeSink:
@@ -443,7 +445,7 @@ class VolumeSink:
                 self._target.write(page, contiguous=True, photometric="minisblack", metadata=self._description)
             self._next = stop
         else:
-            self._target[start:stop] = slab
+            self._target[slice(start, stop)] = slab
 
     def check(self, path: Path) -> None:
         """Refuse a result that is all NaN/inf (or incomplete); warn when some values are."""
@@ -489,12 +491,13 @@ def open_volume(
     metadata = _json_metadata(metadata)
     with atomic_output(path, overwrite=overwrite, inputs=inputs) as tmp:
         if suffix == ".npy":
-            array = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
-            sink = VolumeSink(shape, dtype, array)
-            yield sink
-            sink.check(path)
-            array.flush()
-            del array
+            array = _NpyFile(tmp, shape, dtype)
+            try:
+                sink = VolumeSink(shape, dtype, array)
+                yield sink
+                sink.check(path)
+            finally:
+                array.close()
         elif suffix in (".h5", ".hdf5"):
             import h5py
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..device import resolve_device
-from ..errors import InputError
+from ..errors import InputError, ResultError
 from ..inference.runner import torch_predictor
 from ..inference.tiler import Tiler, adjacent_indices, predict_tiled_steps
 from ..models.normalization import fit_normalization
@@ -62,11 +62,16 @@ def denoise_steps(
     tile: int = 512,
     overlap: int = 32,
     batch: int = 4,
+    out: Any = None,
 ) -> Generator[Progress, None, tuple[np.ndarray, dict[str, Any]]]:
     """Denoise slice by slice, yielding :class:`Progress` per tile batch; returns (denoised, metadata).
 
     ``model`` is a bundled name, a model-file path, or a loaded model. Slices are cut into
     ``tile``-pixel tiles overlapping by ``overlap`` and blended; ``batch`` tiles run at once.
+    Each finished slice goes to ``out``: an array-like of the volume's shape, or
+    ``out(shape, metadata)`` opening one (e.g. :func:`napari_tomoml.io.writers.open_volume`, so
+    a lazy volume larger than memory is denoised into a file in bounded memory); by default a
+    new array. The result is ``out`` itself.
 
     >>> from napari_tomoml.progress import run_to_end
     >>> out, meta = run_to_end(denoise_steps(volume, "tomogan-lowdose"))   # doctest: +SKIP
@@ -98,14 +103,6 @@ def denoise_steps(
 
     per_slice = Tiler(*vol.shape[1:], tile=tile, overlap=overlap).n_tiles
     total = nz * per_slice
-    out = np.empty(vol.shape, np.float32)
-    done = 0
-    steps = predict_tiled_steps(windows(), torch_predictor(loaded.module, dev), tile=tile, overlap=overlap, batch=batch)
-    for finished in steps:
-        for z, image in finished:
-            out[z] = affine.undo(image)
-        done = min(done + batch, total)
-        yield Progress(done, total, f"denoising {nz} slice(s)")
     metadata = {
         "task": "denoise",
         "model": loaded.source,
@@ -114,7 +111,24 @@ def denoise_steps(
         "parameters": {"device": str(dev), "tile": tile, "overlap": overlap, "batch": batch},
         "edge_slices": "mirrored",
     }
-    return (out[0] if len(np.shape(volume)) == 2 else out), metadata
+    if out is None:
+        out = np.empty(vol.shape, np.float32)
+    elif callable(out):
+        out = out(tuple(vol.shape), metadata)
+    if tuple(out.shape) != tuple(vol.shape):
+        raise InputError(f"out has shape {tuple(out.shape)}; the volume is {tuple(vol.shape)}")
+    done = nonfinite = 0
+    steps = predict_tiled_steps(windows(), torch_predictor(loaded.module, dev), tile=tile, overlap=overlap, batch=batch)
+    for finished in steps:
+        for z, image in finished:
+            image = affine.undo(image)
+            nonfinite += image.size - int(np.count_nonzero(np.isfinite(image)))
+            out[z : z + 1] = image[None]
+        done = min(done + batch, total)
+        yield Progress(done, total, f"denoising {nz} slice(s)")
+    if nonfinite == int(np.prod(vol.shape)):
+        raise ResultError(f"the result is entirely NaN/inf: the model {loaded.source} is broken (weights overflow?)")
+    return (out[0] if len(np.shape(volume)) == 2 and isinstance(out, np.ndarray) else out), metadata
 
 
 def denoise(

@@ -201,6 +201,8 @@ def reconstruct(
 def read_line_integrals(projections, rows: slice, metadata: dict[str, Any], raw: bool) -> np.ndarray:
     """Rows ``rows`` of ``projections`` as float32 line integrals, normalising raw counts.
 
+    ``metadata`` gives ``flats``, ``darks`` and optionally ``zinger_threshold`` for the normalising.
+
     >>> read_line_integrals(np.ones((3, 4, 5)), slice(1, 2), {}, raw=False).shape
     (3, 1, 5)
     """
@@ -212,7 +214,7 @@ def read_line_integrals(projections, rows: slice, metadata: dict[str, Any], raw:
     flats, darks = metadata.get("flats"), metadata.get("darks")
     flats = None if flats is None else flats[:, rows, :]
     darks = None if darks is None else darks[:, rows, :]
-    return normalize(np.asarray(proj), flats, darks)
+    return normalize(np.asarray(proj), flats, darks, zinger_threshold=metadata.get("zinger_threshold"))
 
 
 def preview_slice(projections, row, theta, center, filter_name, metadata, raw) -> np.ndarray:
@@ -395,3 +397,138 @@ def reconstruct_raw_steps(projections, rows: slice, theta, metadata, raw, option
     meta["parameters"]["rows"] = list(_row_range(rows, projections.shape[1]))
     meta["parameters"]["prepare"] = done
     return volume, meta
+
+
+# Bounded memory: a scan larger than memory is reconstructed slab by slab of detector rows, each
+# slab read, normalised, prepared, reconstructed and handed to ``out`` before the next is read.
+#: Default of ``max_memory``: what a whole reconstruction may hold, the Python process included.
+DEFAULT_MAX_MEMORY = 1 << 30
+
+
+def parse_memory(text: str | int | None) -> int | None:
+    """``"1GiB"``, ``"512 MB"``, ``"2g"`` or a number of bytes → bytes; ``None`` stays ``None``.
+
+    >>> parse_memory("1GiB"), parse_memory("512MB"), parse_memory(4096)
+    (1073741824, 536870912, 4096)
+    """
+    import re
+
+    if text is None or isinstance(text, int):
+        return text
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)(i?b)?\s*", str(text), re.IGNORECASE)
+    if not match:
+        raise v.InputError(f"memory {text!r}: give a size like 1GiB, 512MB or 2G")
+    scale = 1024 ** "kmgt".find(match.group(2).lower()) * 1024 if match.group(2) else 1
+    return int(float(match.group(1)) * scale)
+
+
+def slab_rows(n_angles: int, n_det: int, n: int, itemsize: int, max_memory: int, n_rows: int) -> int:
+    """Detector rows per slab so that one slab's working set fits what ``max_memory`` leaves free.
+
+    Per row: the raw frames' row, its float32 copies through normalising and filtering (about 7),
+    and the reconstructed slice with the FFT grids of gridrec (about 16 slices of ``n x n``).
+    The process's current memory (Python, torch, the open files) is counted against the budget.
+
+    >>> slab_rows(720, 1024, 1024, 2, 1 << 30, 768) >= 1
+    True
+    """
+    import psutil
+
+    per_row = n_angles * n_det * (itemsize + 28) + 64 * n * n
+    used = psutil.Process().memory_info().rss
+    budget = int(max_memory) - used - (64 << 20)  # headroom for allocator slack
+    if budget < per_row:
+        raise v.InputError(
+            f"a memory limit of {max_memory / 2**30:.2f} GiB is too small: this process already uses "
+            f"{used / 2**30:.2f} GiB and one detector row needs {per_row / 2**20:.0f} MiB more; raise it"
+        )
+    return max(1, min(n_rows, budget // per_row))
+
+
+def reconstruct_scan_steps(
+    projections,
+    theta,
+    out=None,
+    *,
+    metadata: dict[str, Any] | None = None,
+    raw: bool = True,
+    rows=None,
+    center: float | str | None = None,
+    prepare: dict[str, Any] | None = None,
+    max_memory: int | str | None = DEFAULT_MAX_MEMORY,
+    **options: Any,
+) -> Generator[Progress, None, tuple[Any, dict[str, Any]]]:
+    """Reconstruct a scan of any size in bounded memory, slab by slab of detector rows.
+
+    ``projections`` (possibly lazy: dask, h5py, zarr, memmap) are raw counts normalised with
+    ``metadata["flats"/"darks"/"zinger_threshold"]`` (``raw=True``) or line integrals. Each slab
+    goes through :func:`prepare_steps` (``prepare``: phase, rings, stitch_360, pad) and
+    :func:`reconstruct_steps` (``options``: algorithm, filter_name, n_iter, device, ...) and is
+    written to ``out`` before the next slab is read, so memory stays under ``max_memory`` (bytes
+    or ``"1GiB"``; ``None``: no limit) whatever the scan's size. ``out(shape, metadata)`` opens
+    the destination (e.g. :func:`napari_tomoml.io.writers.open_volume`) once the volume's shape
+    and provenance are known and returns an array-like filled by slabs; without ``out`` the
+    volume is returned in memory. ``center="auto"`` finds the centre on rows at the middle.
+
+    >>> from napari_tomoml.io.writers import open_volume
+    >>> with open_volume("rec.zarr", ...) as sink: ...                  # doctest: +SKIP
+    >>> run_to_end(reconstruct_scan_steps(scan.projections, scan.theta, lambda shape, meta: sink,
+    ...            metadata={"flats": scan.flats, "darks": scan.darks}, max_memory="1GiB"))  # doctest: +SKIP
+    """
+    metadata = dict(metadata or {})
+    prepare = dict(prepare or {})
+    n_angles, n_rows, n_det = (int(x) for x in projections.shape)
+    start, stop = _row_range(rows, n_rows)
+    if center == "auto":
+        center = yield from find_center_steps(projections, (start + stop) // 2, theta, metadata, raw)
+    elif center is not None:
+        center = v.as_center(center, n_det)
+    max_memory = parse_memory(max_memory)
+    n_out = options.get("n") or n_det
+    width = n_det + 2 * int(prepare.get("pad", 0))
+    step = (stop - start) if max_memory is None else slab_rows(
+        n_angles, width * (2 if prepare.get("stitch_360") else 1), n_out * (2 if prepare.get("stitch_360") else 1),
+        np.dtype(projections.dtype).itemsize, max_memory, stop - start)
+    if options.get("algorithm", "fbp") == "fbp":
+        options.setdefault("chunk_rows", step)  # FBP's own batches stay within the slab
+    sink = meta = None
+    total = stop - start
+    for a in range(start, stop, step):
+        b = min(stop, a + step)
+        slab = yield from _forward(
+            prepare_steps(projections, slice(a, b), theta, metadata, raw, center, **prepare),
+            a - start, total, f"rows {a}-{b - 1}: preparing",
+        )
+        proj, th, c, n, done = slab
+        opts = {"n": n, **options}
+        volume, slab_meta = yield from _forward(
+            reconstruct_steps(proj, th, center=c, **opts), a - start, total, f"rows {a}-{b - 1}: reconstructing"
+        )
+        del proj
+        if sink is None:
+            meta = slab_meta
+            meta["parameters"]["rows"] = [start, stop]
+            meta["parameters"]["prepare"] = done
+            meta["parameters"]["max_memory"] = max_memory
+            meta["parameters"]["slab_rows"] = step
+            shape = (total,) + tuple(volume.shape[1:])
+            if out is None:
+                v.check_memory(4 * int(np.prod(shape)), f"a volume of {' x '.join(map(str, shape))}",
+                               "write it to a file slab by slab (tomoml reconstruct, or pass out=)")
+                sink = np.empty(shape, np.float32)
+            else:
+                sink = out(shape, meta)
+        sink[a - start : b - start] = volume
+        del volume
+        yield Progress(b - start, total, f"reconstructed rows {start}-{b - 1}")
+    return sink, meta
+
+
+def _forward(steps, done: int, total: int, message: str):
+    """Run a nested task, reporting its progress as part of the slab loop's (rows done of total)."""
+    while True:
+        try:
+            p = next(steps)
+        except StopIteration as stop:
+            return stop.value
+        yield Progress(done, total, f"{message} ({p.message})", p.data)
