@@ -139,3 +139,44 @@ def test_one_off_calls_with_few_slices_skip_the_matrices():
     huge = make_geometry(2048, 2048, np.linspace(0, np.pi, 1500, endpoint=False), 1024.0)
     op = SparseProjector(huge, torch.float32, torch.device("cpu"))
     assert _direct_is_faster(op, 4, once=False) and not _direct_is_faster(op, 8, once=True)
+
+
+@pytest.mark.parametrize(
+    "n, n_det, n_angles, center, dtype",
+    [(33, 33, 40, None, torch.float32), (32, 40, 45, 17.3, torch.float64), (64, 50, 7, 9.5, torch.float32)],
+)
+def test_matrix_free_projection_is_the_sparse_operator(rng, n, n_det, n_angles, center, dtype):
+    from napari_tomoml.recon.direct import backproject_direct
+    from napari_tomoml.recon.geometry import make_geometry
+    from napari_tomoml.recon.projector import _project, project_direct
+
+    theta = np.sort(rng.uniform(0, 2 * np.pi, n_angles))
+    geom = make_geometry(n, n_det, theta, n_det / 2 if center is None else center)
+    x = torch.from_numpy(rng.standard_normal((3, n, n))).to(dtype)
+    y = torch.from_numpy(rng.standard_normal((n_angles, 3, n_det))).to(dtype)
+    sparse = _project(x, geom)  # the cached matrices
+    direct = project_direct(x, geom)
+    assert direct.dtype == dtype and direct.shape == (n_angles, 3, n_det)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    assert float((direct - sparse).abs().max() / sparse.abs().max()) < tol
+    # and the two matrix-free halves are each other's adjoint
+    assert _dot(direct, y) == pytest.approx(_dot(x, backproject_direct(y, geom)), rel=10 * tol)
+
+
+def test_geometries_beyond_the_cache_run_matrix_free(monkeypatch):
+    from napari_tomoml.recon import geometry, sirt
+    from napari_tomoml.recon.geometry import SparseProjector, clear_cache, make_geometry
+    from napari_tomoml.sim.phantom import shepp_logan_3d
+
+    vol = shepp_logan_3d(40, 2)
+    theta = np.linspace(0, np.pi, 50, endpoint=False)
+    proj = project(vol, theta, device="cpu")
+    cached = sirt(proj, theta, n_iter=5, device="cpu")
+    clear_cache()
+    monkeypatch.setattr(geometry, "CACHE_BYTES", 1 << 16)  # far too small for this geometry
+    op = SparseProjector(make_geometry(40, 40, theta, 20.0), torch.float32, torch.device("cpu"))
+    assert not op.cacheable
+    np.testing.assert_allclose(project(vol, theta, device="cpu"), proj, atol=1e-4)
+    free = sirt(proj, theta, n_iter=5, device="cpu")
+    assert not op.cached("fp") and not op.cached("bp")  # nothing was built and kept
+    np.testing.assert_allclose(free, cached, atol=1e-4)

@@ -38,12 +38,14 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
+import psutil
 import torch
 
-# Bytes of sparse matrices kept between calls; a geometry that does not fit is rebuilt chunk by
-# chunk on every call (bounded memory, slower). 1 GiB holds both directions for 256^2 pixels x
-# 512 angles.
-CACHE_BYTES = 1 << 30
+# Bytes of sparse matrices kept between calls: a quarter of the machine's memory, at least 1 GiB
+# (both directions for 256^2 pixels x 512 angles; the 640^2 x 181-angle tooth needs 2.4 GB). A
+# geometry that does not fit is projected and back-projected matrix-free (projector.py), memory
+# bounded, instead of rebuilding its matrices on every call.
+CACHE_BYTES = max(1 << 30, psutil.virtual_memory().total // 4)
 # Entries per chunk matrix: bounds the memory of one build (~12 bytes per entry).
 _CHUNK_ENTRIES = 1 << 24
 
