@@ -25,3 +25,24 @@ def test_screenshot_shows_layers_widgets_and_preview(tmp_path, capsys):
     assert image.shape[0] > 500 and image.shape[1] > 1000  # the whole window, not just the canvas
     gray = image[..., :3].mean(axis=-1)
     assert gray.std() > 20 and (gray > 200).mean() > 0.005  # not black: a bright phantom edge is visible
+
+
+def test_docks_are_tabbed_and_the_window_fits_1600_by_1000(qtbot):
+    from napari.settings import get_settings
+
+    spec = importlib.util.spec_from_file_location("run_napari", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    viewer, widgets = module.build_viewer(show=True)
+    try:
+        qtbot.wait(200)
+        window = viewer.window._qt_window
+        assert window.width() <= 1600 and window.height() <= 1000
+        docks = [d for key, d in viewer.window._wrapped_dock_widgets.items() if "napari-tomoml" in key]
+        assert len(docks) == 4
+        assert len(window.tabifiedDockWidgets(docks[0])) == 3  # one tab group, not a tall column
+        for widget in widgets.values():
+            assert widget.minimumSizeHint().height() < 900
+        assert get_settings().plugins.extension2reader.get("*.h5") == "napari-tomoml"
+    finally:
+        viewer.close()
