@@ -2,11 +2,15 @@
 
     tomoml info SCAN
     tomoml reconstruct SCAN OUT [--algorithm fbp|sirt|cgls|tv] [--center C|auto] [--filter ramp]
-                                [--rows A:B] [--n-iter N] [--device auto] [--overwrite]
+                                [--rows A:B] [--n-iter N] [--device auto] [--memory 1GiB] [--overwrite]
     tomoml denoise VOLUME OUT [--model NAME|PATH] [--device auto] [--overwrite]
     tomoml train tomogan OUT (--pairs PAIRS.h5 | --noisy VOL --clean VOL) [--steps N] ...
-    tomoml import-tomogan KERAS_H5 OUT
+                             [--checkpoint DIR] [--resume] [--overwrite]
+    tomoml import-tomogan KERAS_H5 OUT [--overwrite]
+    tomoml train unet OUT --image IMG --labels LABELS [--sparse] [--steps N] ...
+    tomoml segment IN OUT [--model NAME|PATH] [--tile N] [--probabilities PROB.npy]
     tomoml outliers IN --out TABLE.csv [--reference REF] [--features sinogram] [--sinograms]
+    tomoml align SCAN OUT [--method joint|xcorr|learned] [--center C|auto] [--shifts TABLE.csv]
 
 Every command drives the same ``*_steps`` generators as the napari widgets, with a progress bar
 on stderr. A :class:`~napari_tomoml.errors.TomomlError` is printed as ``tomoml: error: ...`` and
@@ -245,6 +249,48 @@ def cmd_train_tomogan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_align(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from . import load_scan, normalize
+    from .io.writers import check_output
+    from .progress import run_to_end
+    from .tasks.align import align_steps, apply_shifts
+    from .tasks.embed import write_table_csv
+
+    out = Path(args.output)
+    _check_output(out, args.overwrite, [args.input])
+    table = Path(args.shifts) if args.shifts else out.with_name(out.name.split(".")[0] + "_shifts.csv")
+    check_output(table, overwrite=args.overwrite, inputs=[args.input])
+    scan = load_scan(Path(args.input))
+    if args.no_normalize:
+        proj = np.asarray(scan.projections, dtype=np.float32)
+    else:
+        proj = normalize(scan.projections, scan.flats, scan.darks)
+    options: dict[str, Any] = {}
+    if args.method == "learned":
+        options["model"] = args.model
+    if args.method == "joint":
+        options["refine_center"] = not args.fixed_center
+        if args.iterations is not None:
+            options["iterations"] = args.iterations
+    center = parse_center(args.center) if args.method == "joint" else None
+    shifts, meta = run_to_end(
+        align_steps(proj, scan.theta, method=args.method, center=center, device=args.device, **options),
+        progress=_progress(args),
+    )
+    aligned = apply_shifts(proj, shifts, device=args.device)
+    meta = {k: v for k, v in meta.items() if k not in ("card", "updates")}
+    meta["source"] = str(args.input)
+    write_volume(out, aligned, overwrite=args.overwrite, metadata=meta, inputs=[args.input])
+    write_table_csv({"index": np.arange(len(shifts)), "angle_deg": np.degrees(np.asarray(scan.theta)),
+                     "dy": shifts[:, 0], "dx": shifts[:, 1]}, table, overwrite=args.overwrite)
+    extra = f", refined centre {meta['center_refined']:.2f} px" if "center_refined" in meta else ""
+    print(f"wrote {out} and {table} ({args.method}, {meta['seconds']:.1f} s, "
+          f"max |dx| {np.abs(shifts[:, 1]).max():.2f} px, max |dy| {np.abs(shifts[:, 0]).max():.2f} px{extra})")
+    return 0
+
+
 def cmd_import_tomogan(args: argparse.Namespace) -> int:
     from . import import_tomogan_keras
 
@@ -287,6 +333,121 @@ def cmd_outliers(args: argparse.Namespace) -> int:
     print(f"wrote {out} ({len(columns['score'])} items); {what}: "
           + ", ".join(f"{i} ({columns['score'][i]:.3g})" for i in top))
     return 0
+
+
+def _parse_classes(text: str | None):
+    from .errors import InputError
+
+    if text is None:
+        return None
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise InputError(f"--classes {text!r}: give a number of classes (3) or label values (0,1,2)") from None
+    return values[0] if len(values) == 1 and "," not in text else values
+
+
+def _not_an_input(out: Path, inputs: list) -> None:
+    from .errors import InputError
+
+    for source in inputs:
+        if source and Path(source).resolve() == out.resolve():
+            raise InputError(f"output {str(out)!r} is an input; write the result under another name")
+
+
+def cmd_train_unet(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .errors import OutputExistsError
+    from .progress import run_to_end
+    from .tasks.segment import save_model, train_unet_steps
+
+    out = Path(args.output)
+    stem = out.with_suffix("") if out.suffix in (".safetensors", ".json") else out
+    for path in (stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")):
+        if path.exists() and not args.overwrite:
+            raise OutputExistsError(f"model {str(path)!r} exists; pass --overwrite to replace it")
+    _not_an_input(stem.with_name(stem.name + ".safetensors"), [args.image, args.labels])
+    classes = _parse_classes(args.classes)
+    image = np.asarray(_read_volume(Path(args.image)))
+    labels = np.asarray(_read_volume(Path(args.labels)))
+    options: dict[str, Any] = {"batch": args.batch, "seed": args.seed, "depth": args.depth, "width": args.width}
+    if args.checkpoint:
+        options["checkpoint_dir"] = args.checkpoint
+    model = run_to_end(
+        train_unet_steps(image, labels, classes=classes, sparse=args.sparse, patch=args.patch, steps=args.steps,
+                         loss=args.loss, device=args.device, **options),
+        progress=_progress(args),
+    )
+    path = save_model(model, stem, overwrite=args.overwrite)
+    dice = model.card["metrics"].get("validation", {})
+    scores = ", ".join(f"{k} {v:.3f}" for k, v in dice.items())
+    print(f"wrote {path}" + (f" (validation: {scores})" if scores else ""))
+    return 0
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .errors import InputError
+    from .progress import run_to_end
+    from .tasks.segment import segment_steps
+
+    out = Path(args.output)
+    _check_output(out, args.overwrite)
+    _not_an_input(out, [args.input])
+    prob_out = Path(args.probabilities) if args.probabilities else None
+    if prob_out is not None:
+        if prob_out.suffix.lower() != ".npy":
+            raise InputError(f"--probabilities {str(prob_out)!r}: probabilities (classes, z, y, x) are written as .npy")
+        _check_output(prob_out, args.overwrite)
+        _not_an_input(prob_out, [args.input, args.output])
+    volume = _read_volume(Path(args.input))
+    labels, meta = run_to_end(segment_steps(volume, model=args.model, device=args.device, tile=args.tile,
+                                            probabilities=prob_out is not None), progress=_progress(args))
+    meta = dict(meta or {})
+    meta.setdefault("source", str(args.input))
+    if prob_out is not None:
+        write_volume(prob_out, labels, overwrite=args.overwrite)
+        labels = np.asarray(meta["classes"]["values"], np.uint8)[labels.argmax(0)]
+    if labels.ndim == 2 and out.suffix.lower() != ".npy":
+        labels = labels[None]
+    write_volume(out, labels, overwrite=args.overwrite, metadata=meta)
+    print(f"wrote {out} ({' x '.join(map(str, np.shape(labels)))} labels, model {args.model})"
+          + (f" and {prob_out}" if prob_out is not None else ""))
+    return 0
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    """Options after TASK come from the task registry; argparse errors there are one-line usage errors."""
+    from .errors import InputError
+    from .progress import run_to_end
+    from .tasks.batch import SUMMARY_NAME, batch_steps
+    from .tasks.registry import get_task
+
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message: str):  # one line and exit 2, as every other usage error
+            raise InputError(f"batch {args.task}: {message}")
+
+    spec = get_task(args.task)
+    p = _Parser(prog=f"tomoml batch {spec.name}", description=spec.help)
+    p.add_argument("input", help="a folder (each entry is one input), a quoted glob, or one file")
+    p.add_argument("output", help="folder for the results and batch-summary.csv")
+    spec.add_arguments(p)
+    p.add_argument("--workers", type=int, default=1, help="local worker processes (Dask LocalCluster)")
+    p.add_argument("--scheduler", default=None, help="a Dask scheduler address (tcp://host:8786) or local:N")
+    p.add_argument("--no-resume", action="store_true", help="compute again the inputs whose output exists")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    opts = p.parse_args(args.rest)
+    steps = batch_steps(spec, opts.input, opts.output, options=spec.options_from_args(opts),
+                        resume=not opts.no_resume, workers=opts.workers, scheduler=opts.scheduler)
+    summary = run_to_end(steps, progress=not opts.quiet)
+    counts = summary.counts()
+    print(f"batch {spec.name}: " + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("ok", "skipped", "failed"))
+          + f"; summary in {Path(opts.output) / SUMMARY_NAME}")
+    for row in summary.failed:
+        print(f"  failed: {row['input']}: {row['error']}")
+    return 1 if summary.failed else 0
 
 
 # ---------------------------------------------------------------------------- parser
@@ -338,6 +499,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_denoise)
 
+    p = sub.add_parser("segment", help="segment an image or volume with a U-Net model")
+    p.add_argument("input", help="image or volume (.npy/.tif/.h5/.zarr)")
+    p.add_argument("output", help="labels to write (.tif, .tiff, .h5, .hdf5, .zarr, .npy)")
+    p.add_argument("--model", default="unet-synthetic", help="bundled model name or model file path")
+    p.add_argument("--tile", type=int, default=None, help="largest tile side in pixels (default: from free memory)")
+    p.add_argument("--probabilities", help="also write per-class probabilities (classes, ...) to this .npy")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_segment)
+
     p = sub.add_parser("train", help="train a model (train tomogan ...)")
     train_sub = p.add_subparsers(dest="model", metavar="MODEL")
     t = train_sub.add_parser(
@@ -371,6 +543,51 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("-q", "--quiet", action="store_true")
     t.set_defaults(func=cmd_train_tomogan)
 
+    t = train_sub.add_parser(
+        "unet",
+        help="train a U-Net segmenter on an image and its labels",
+        description="Train a U-Net on class-balanced patches of IMAGE (2-D, or a volume's slices) and LABELS "
+        "(same shape): a dense mask (every value a class, 0 = background) or, with --sparse, painted "
+        "annotations (0 = not annotated, classes 1..K). Writes OUTPUT.safetensors + OUTPUT.json.",
+    )
+    t.add_argument("output", help="model to write (OUTPUT.safetensors + OUTPUT.json)")
+    t.add_argument("--image", required=True, help="image or volume (.npy/.tif/.h5/.zarr)")
+    t.add_argument("--labels", required=True, help="labels of the same shape (.npy/.tif/.h5/.zarr)")
+    t.add_argument("--sparse", action="store_true", help="0 in LABELS means 'not annotated'")
+    t.add_argument("--classes", help="number of classes (3) or label values (0,1,2); default: from the labels")
+    t.add_argument("--patch", type=int, default=128, help="patch side in pixels (default 128)")
+    t.add_argument("--steps", type=int, default=None, help="training steps (default 300)")
+    t.add_argument("--batch", type=int, default=8)
+    t.add_argument("--depth", type=int, default=3, help="U-Net pooling levels (default 3)")
+    t.add_argument("--width", type=int, default=16, help="channels of the first level (default 16)")
+    t.add_argument("--loss", default="ce+dice", help="ce, wce, bce, dice or a sum like ce+dice (default)")
+    t.add_argument("--checkpoint", help="checkpoint folder (resumed when it holds one)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="auto")
+    t.add_argument("--overwrite", action="store_true")
+    t.add_argument("-q", "--quiet", action="store_true")
+    t.set_defaults(func=cmd_train_unet)
+
+    p = sub.add_parser(
+        "align",
+        help="align a misaligned projection stack (write the aligned stack and a shifts table)",
+        description="Estimate per-projection shifts (dy, dx; measured = shift(aligned, (dy, dx))), undo "
+        "them, write the aligned stack by the output's extension and a CSV table (index, angle_deg, dy, dx).",
+    )
+    p.add_argument("input", help="scan file or folder (raw with flats/darks, or line integrals with --no-normalize)")
+    p.add_argument("output", help="aligned stack to write (.tif, .tiff, .h5, .hdf5, .zarr, .npy)")
+    p.add_argument("--method", default="joint", choices=["joint", "xcorr", "learned"])
+    p.add_argument("--center", default=None, help="joint: rotation centre (px) or 'auto' (default: the middle)")
+    p.add_argument("--fixed-center", action="store_true", help="joint: keep the centre instead of refining it")
+    p.add_argument("--iterations", type=int, default=None, help="joint: iterations per resolution level")
+    p.add_argument("--model", default="aligner-moment", help="learned: bundled model name or model file")
+    p.add_argument("--shifts", default=None, help="shifts table to write (default: OUTPUT-stem_shifts.csv)")
+    p.add_argument("--no-normalize", action="store_true", help="the input already holds line integrals")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_align)
+
     p = sub.add_parser("import-tomogan", help="convert the published Keras TomoGAN generator into a model file")
     p.add_argument("keras_h5", help="the published TomoGAN.h5 (Keras)")
     p.add_argument("output", help="model file to write (safetensors + JSON card)")
@@ -396,6 +613,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_outliers)
+
+    p = sub.add_parser(
+        "batch",
+        help="run a task over a folder of scans/volumes (resumable; Dask for many machines)",
+        usage="tomoml batch TASK IN OUT [task options...] [--workers N] [--scheduler ADDRESS|local:N] [--no-resume]",
+        description="Run TASK (reconstruct, denoise, segment, align, outliers) on every entry of the folder IN "
+        "(or a quoted glob) into the folder OUT, one output per input, written under a temporary name and "
+        "renamed when complete; a rerun skips the finished ones. A failed file is reported and the run goes "
+        "on. Exit 0: all ok or skipped; 1: some failed (see OUT/batch-summary.csv); 2: usage error. "
+        "'tomoml batch TASK --help' lists the task's options.",
+    )
+    p.add_argument("task", help="reconstruct, denoise, segment, align or outliers")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_batch)
     return parser
 
 
