@@ -290,3 +290,22 @@ def test_beamline_options_reach_the_result(make_napari_viewer, qtbot, projection
     assert back.metadata["kind"] == "volume" and back.metadata["parameters"]["tv"] == 0.002
     assert widget.save_result(str(tmp_path / "rec.tif")) == []  # never over an existing file
     assert notifications and "exists" in notifications[-1]
+
+
+def test_paganin_in_the_widget_previews_and_reconstructs(make_napari_viewer, qtbot, projections, notifications):
+    viewer, widget = _viewer_with(make_napari_viewer, projections)
+    _wait_preview(qtbot, widget)
+    plain = np.array(viewer.layers[PREVIEW_LAYER].data)
+    widget.beamline.phase_box.setChecked(True)
+    widget.beamline.delta_beta_spin.setValue(200.0)
+    widget.update_preview()
+    _wait_preview(qtbot, widget)
+    preview = viewer.layers[PREVIEW_LAYER]
+    assert preview.metadata["prepare"]["phase"]["delta_beta"] == 200.0
+    assert not np.allclose(preview.data, plain)  # the low-pass of Paganin shows in the preview
+    widget.device_combo.setCurrentText("cpu")
+    widget.reconstruct_button.click()
+    assert wait_done(qtbot, widget.runner) == "ok", notifications
+    layer = widget.result_layer
+    assert layer.name == "proj fbp +paganin"
+    assert layer.metadata["parameters"]["prepare"]["phase"]["method"] == "paganin"
