@@ -64,6 +64,17 @@ ROWS: list[tuple[str, str]] = [
     ("train tomogan {out}/m --noisy {bad}/vol.npy --clean {bad}/vol.npy --crop 500", "crop 500 is larger"),
     ("train tomogan {out}/m --noisy {bad}/vol.npy --clean {bad}/zero_size.npy", "differ in shape"),
     ("train tomogan {out}/m --pairs {bad}/not_a_scan.h5", "not_a_scan.h5"),
+    # batch: usage errors before any work (a file that fails is exit 1, tests/tasks/test_batch.py)
+    ("batch nosuch {bad} {out}/o", "unknown task 'nosuch'"),
+    ("batch reconstruct {bad}/missing {out}/o", "no such file or folder"),
+    ("batch reconstruct {bad}/*.nothing {out}/o", "matched no files"),
+    ("batch reconstruct {bad} {out}/o --algorithm magic", "choose one of fbp"),
+    ("batch reconstruct {bad} {out}/o --n-iter many", "expected int"),
+    ("batch reconstruct {bad} {out}/o --bogus 1", "unrecognized arguments: --bogus"),
+    ("batch reconstruct {bad} {bad}", "holds the inputs"),
+    ("batch reconstruct {bad} {bad}/vol.npy", "is a file, not a folder"),
+    ("batch reconstruct {bad} {out}/o --scheduler local:0", "local:N"),
+    ("batch denoise {bad} {out}/o --workers 0", "workers=0"),
 ]
 
 

@@ -44,6 +44,7 @@ _PUBLIC = {
     "TomomlError": ".errors",
     "Progress": ".progress",
     "ptycho": ".ptycho",  # a subpackage: tm.ptycho.simulate(...)
+    "batch": ".tasks.batch",
 }
 
 __all__ = sorted(_PUBLIC) + ["__version__"]
