@@ -75,6 +75,15 @@ ROWS: list[tuple[str, str]] = [
     ("batch reconstruct {bad} {bad}/vol.npy", "is a file, not a folder"),
     ("batch reconstruct {bad} {out}/o --scheduler local:0", "local:N"),
     ("batch denoise {bad} {out}/o --workers 0", "workers=0"),
+    # outlier tables
+    ("outliers {bad}/corrupt.zarr --out {out}/t.csv", "corrupt or missing chunk"),
+    ("outliers {bad}/zero_size.npy --out {out}/t.csv", "empty"),
+    ("outliers {bad}/truncated.npy --out {out}/t.csv", "corrupt or truncated"),
+    ("outliers {bad}/complex.npy --out {out}/t.csv", "complex64"),
+    ("outliers {bad}/vol.npy --out {bad}/vol.npy --overwrite", "is the input"),
+    ("outliers {bad}/vol.npy --out {out}/t.csv", "needs more than 90 items"),
+    ("outliers {bad}/vol.npy --out {out}/t.csv --features pixel", "features='pixel' is unknown"),
+    ("outliers {bad}/vol.npy --out {out}/t.csv --method pca --reference {bad}/scan.h5", "reference items are"),
 ]
 
 

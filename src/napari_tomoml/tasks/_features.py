@@ -85,7 +85,7 @@ def check_stack(stack: Any, name: str = "stack") -> Any:
         raise InputError(f"{name} has an empty axis: shape {tuple(shape)}")
     dtype = np.dtype(getattr(stack, "dtype", np.float32))
     if dtype.kind not in "biuf":
-        raise InputError(f"{name} must hold numbers; got dtype {dtype}")
+        raise InputError(f"{name} must hold real numbers (integers or floats); got dtype {dtype}")
     return stack
 
 

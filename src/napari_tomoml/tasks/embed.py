@@ -33,7 +33,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..progress import Progress, ProgressArg, run_to_end
-from ._features import FeatureTable, Scaler, check_stack, feature_steps
+from ._features import FeatureTable, Scaler, check_stack, feature_steps, parse_kind
 
 METHODS = ("tsne", "pca", "umap")
 NEIGHBORS = 10  # k of the k-NN distance score
@@ -130,6 +130,7 @@ def embed_steps(
 ) -> Generator[Progress, None, np.ndarray]:
     """The generator behind :func:`embed` (for widgets: progress and cancel at each step)."""
     stack = check_stack(stack)
+    parse_kind(features)
     _check_method(method, stack.shape[0], perplexity)
     table = yield from feature_steps(stack, features, theta=theta)
     z = Scaler.fit(table).apply(table)
@@ -357,20 +358,25 @@ def outlier_table_steps(
     first 10 PCA components for pixels).
     """
     stack = check_stack(stack)
+    parse_kind(features)
     n = stack.shape[0]
     _check_scorable(n)
     if method is not None:
         _check_method(method, n, perplexity)
     ref = None
     if reference is not None:
+        if isinstance(reference, Reference):
+            shape = reference.item_shape
+        else:
+            shape = check_stack(reference, "reference").shape[1:]
+        if tuple(stack.shape[1:]) != tuple(shape):
+            raise InputError(
+                f"reference items are {tuple(shape)} but the stack's are {tuple(stack.shape[1:])}: "
+                "give a reference of the same item shape"
+            )
         ref = reference if isinstance(reference, Reference) else (
             yield from fit_reference_steps(reference, features=features, theta=theta)
         )
-        if tuple(stack.shape[1:]) != tuple(ref.item_shape):
-            raise InputError(
-                f"reference items are {tuple(ref.item_shape)} but the stack's are {tuple(stack.shape[1:])}: "
-                "give a reference of the same item shape"
-            )
     table: FeatureTable = yield from feature_steps(stack, features, theta=theta)
     z = Scaler.fit(table).apply(table)
     columns: dict[str, np.ndarray] = {"item": np.arange(n)}
