@@ -9,6 +9,11 @@ import h5py
 import numpy as np
 
 from ..errors import InputError, ScanReadError
+
+try:  # registers the compression filters beamlines write with (Blosc, bitshuffle/LZ4, Zstd, ...)
+    import hdf5plugin  # noqa: F401
+except ImportError:  # plain gzip/lzf files still read; others fail with a message naming the filter
+    pass
 from ._common import FrameSource, as_dask, even_theta, theta_to_radians, want_lazy
 from .scan import Scan
 
