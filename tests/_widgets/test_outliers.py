@@ -1,4 +1,4 @@
-"""Outliers widget: map and scores of a stack, linked both ways with the viewer, lasso groups in layer.features."""
+"""Outliers widget: a stack's map and scores, linked both ways with the viewer, lasso groups in features."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""t-SNE map and outlier scores: corrupted sinograms rank at the top, chunks equal one pass, bad input is refused."""
+"""t-SNE map and outlier scores: corrupted sinograms rank on top, chunks equal one pass, bad input refused."""
 
 from __future__ import annotations
 
@@ -63,7 +63,8 @@ def test_lazy_stack_gives_the_same_scores(sinograms):
     da = pytest.importorskip("dask.array")
     stack = sinograms[0][:100]
     lazy = da.from_array(stack, chunks=(16, -1, -1))
-    assert np.allclose(tm.outlier_scores(lazy, features="sinogram"), tm.outlier_scores(stack, features="sinogram"))
+    plain = tm.outlier_scores(stack, features="sinogram")
+    assert np.allclose(tm.outlier_scores(lazy, features="sinogram"), plain)
 
 
 def test_embed_separates_two_kinds_of_items():
@@ -199,7 +200,8 @@ def test_umap_missing_is_a_clear_error(monkeypatch):
 
 def test_outlier_table_and_csv(tmp_path, sinograms):
     stack, theta, kinds = sinograms
-    columns = run_to_end(embed.outlier_table_steps(stack[:100], features="sinogram", method="pca", theta=theta))
+    steps = embed.outlier_table_steps(stack[:100], features="sinogram", method="pca", theta=theta)
+    columns = run_to_end(steps)
     assert list(columns)[:5] == ["item", "x", "y", "score", "lof"]
     assert "center_offset" in columns and all(len(v) == 100 for v in columns.values())
     out = embed.write_table_csv(columns, tmp_path / "t.csv")

@@ -191,12 +191,14 @@ class OutliersWidget(QWidget):
         if "x" in self.columns:
             self._xy = np.column_stack([self.columns["x"], self.columns["y"]]).astype(np.float64)
         else:  # no map asked for: rank against score
-            self._xy = np.column_stack([np.argsort(np.argsort(-self.columns["score"])), self.columns["score"]])
+            rank = np.argsort(np.argsort(-self.columns["score"]))
+            self._xy = np.column_stack([rank, self.columns["score"]]).astype(np.float64)
         span = np.ptp(self._xy, axis=0)
         self._norm = np.where(span > 0, span, 1.0)
         self._tree = cKDTree(self._xy / self._norm)
         self._write_features()
-        names = ["score", "lof", "group"] + [k for k in self.columns if k not in ("item", "x", "y", "score", "lof")]
+        fixed = ("item", "x", "y", "score", "lof")
+        names = ["score", "lof", "group"] + [k for k in self.columns if k not in fixed]
         self.colour_combo.blockSignals(True)
         self.colour_combo.clear()
         self.colour_combo.addItems(names)
@@ -217,8 +219,10 @@ class OutliersWidget(QWidget):
         n = len(self.groups)
         shape = np.asarray(layer.data.shape[1:], float)
         points = np.column_stack([np.arange(n), np.tile(shape / 2, (n, 1))])
-        if self.table_layer is not None and self.table_layer in self.viewer.layers and len(self.table_layer.data) == n:
-            self.table_layer.features = table
+        old = self.table_layer
+        same = old is not None and old in self.viewer.layers and old.metadata.get("source") == layer.name
+        if same and len(old.data) == n:
+            old.features = table
             return
         self.table_layer = self.viewer.add_points(
             points,

@@ -40,7 +40,7 @@ def _rng(seed) -> np.random.Generator:
 
 
 def add_zingers(sino, *, fraction: float = 0.002, seed=None) -> np.ndarray:
-    """Bright single-pixel hits: ``fraction`` of the pixels get 0.3–2 flat-field intensities of extra counts (in units of the open beam).
+    """Bright single-pixel hits: ``fraction`` of the pixels get 0.3–2 open-beam intensities of extra counts.
 
     >>> s = add_zingers(np.ones((90, 64), np.float32), seed=0)
     >>> int((s < 1).sum()) > 0
@@ -84,7 +84,8 @@ def add_gain_stripes(sino, *, fraction: float = 0.05, strength: float = 0.01, se
     rng = _rng(seed)
     cols = rng.choice(p.shape[1], size=max(1, round(fraction * p.shape[1])), replace=False)
     scale = float(np.abs(p).max()) or 1.0
-    p[:, cols] += (rng.uniform(0.5, 1.5, len(cols)) * rng.choice([-1, 1], len(cols)) * strength * scale).astype(np.float32)
+    offsets = rng.uniform(0.5, 1.5, len(cols)) * rng.choice([-1, 1], len(cols)) * strength * scale
+    p[:, cols] += offsets.astype(np.float32)
     return p
 
 

@@ -149,7 +149,8 @@ def embed(
     """Map each item of a stack ``(N, h, w)`` to a point in 2-D; returns float32 ``(N, 2)``.
 
     ``stack``: slices of a volume, sinograms, projections or patches, as NumPy or lazy (dask,
-    h5py, zarr) arrays, read in chunks. ``method``: ``"tsne"`` (openTSNE, FFT-accelerated),
+    h5py, zarr) arrays, read in chunks. ``method``: ``"tsne"`` (openTSNE: FFT-accelerated
+    gradients from 10,000 items on, Barnes-Hut below, openTSNE's own rule of which is faster),
     ``"pca"`` or ``"umap"`` (needs umap-learn). ``features``: ``"auto"``, ``"pixels"``,
     ``"spectrum"``, ``"sinogram"`` or ``"model:NAME"`` (see :mod:`napari_tomoml.tasks._features`).
     Items close on the map have similar features; outliers sit apart.
@@ -185,7 +186,9 @@ def local_outlier_factor(z: np.ndarray, k: int = LOF_NEIGHBORS) -> np.ndarray:
 
 def _check_scorable(n: int, what: str = "stack") -> None:
     if n < 3:
-        raise InputError(f"outlier scores compare items with their neighbours: the {what} needs at least 3 items; got {n}")
+        raise InputError(
+            f"outlier scores compare items with their neighbours: the {what} needs at least 3 items; got {n}"
+        )
 
 
 @dataclass
@@ -223,7 +226,8 @@ class Reference:
         stack = check_stack(stack, name)
         if tuple(stack.shape[1:]) != tuple(self.item_shape):
             raise InputError(
-                f"{name} items are {tuple(stack.shape[1:])} but the reference items are {tuple(self.item_shape)}: "
+                f"{name} items are {tuple(stack.shape[1:])} but the reference items are "
+                f"{tuple(self.item_shape)}: "
                 "scores compare like with like; crop or resample to the reference shape"
             )
         theta = None if self.theta is None else np.asarray(self.theta)
@@ -311,7 +315,8 @@ def outlier_scores_steps(
         ref_stack = check_stack(reference, "reference")
         if tuple(ref_stack.shape[1:]) != tuple(stack.shape[1:]):
             raise InputError(
-                f"reference items are {tuple(ref_stack.shape[1:])} but the stack's are {tuple(stack.shape[1:])}: "
+                f"reference items are {tuple(ref_stack.shape[1:])} but the stack's are "
+                f"{tuple(stack.shape[1:])}: "
                 "give a reference of the same item shape"
             )
         reference = yield from fit_reference_steps(ref_stack, features=features, theta=theta)
