@@ -8,7 +8,6 @@ It wires existing pieces together: :class:`~napari_tomoml.training.data.PairedVo
 from __future__ import annotations
 
 import shutil
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -155,7 +154,7 @@ def train_and_save_steps(source: dict[str, Any], save_path: str, options: dict[s
     kill, the same call with ``resume=True`` continues where it stopped and ends with the
     weights an uninterrupted run would have (bitwise on CPU). A checkpoint of another run is
     refused; an interrupted one is replaced only with ``overwrite``. The checkpoint is removed
-    once the model file is saved. Without ``checkpoint_dir`` a temporary folder is used.
+    once the model file is saved. ``checkpoint_dir`` defaults to :func:`default_checkpoint`.
     ``overwrite=False`` refuses an existing model file or card before training starts.
     """
     from ..errors import InputError
@@ -177,7 +176,7 @@ def train_and_save_steps(source: dict[str, Any], save_path: str, options: dict[s
     else:
         train, val = split_pairs(source["noisy"], source["clean"], source.get("val_fraction", 0.2))
     _check_crop(train, options.get("crop", 64))
-    fingerprint = _fingerprint(source, options) if checkpoint_dir is not None else None
+    fingerprint = _fingerprint(source, options)
     options = dict(options)
     losses = TomoGANLossConfig(**options.pop("losses", {}))
     vgg_path = options.pop("vgg", None)
@@ -186,11 +185,8 @@ def train_and_save_steps(source: dict[str, Any], save_path: str, options: dict[s
         from ..models.vgg import load_vgg19
 
         vgg = load_vgg19(vgg_path)
-    if checkpoint_dir is None:
-        checkpoint = Path(tempfile.mkdtemp(prefix="tomoml-train-"))
-    else:
-        checkpoint = Path(checkpoint_dir)
-        _prepare_checkpoint(checkpoint, fingerprint, resume, overwrite)
+    checkpoint = Path(checkpoint_dir) if checkpoint_dir is not None else default_checkpoint(save_path)
+    _prepare_checkpoint(checkpoint, fingerprint, resume, overwrite)
     result = None
     saved = False
     last_validation: dict[str, float] = {}
@@ -238,8 +234,7 @@ def train_and_save_steps(source: dict[str, Any], save_path: str, options: dict[s
         )
         saved = True
     finally:
-        # a named checkpoint outlives a failure or a stop, so the run can be resumed
-        if checkpoint_dir is None or saved:
+        if saved:  # otherwise the checkpoint outlives the failure, so the run can be resumed
             shutil.rmtree(checkpoint, ignore_errors=True)
     yield Progress(1, 1, f"saved {Path(path).name}")
     return path, dict(best or {})
