@@ -90,3 +90,15 @@ def test_real_tooth_scan_centre_and_sharp_reconstruction(shared_data):
         return -img[img < 0].sum() / np.abs(img).sum()
 
     assert negative_mass(recs[center]) < min(negative_mass(recs[center - 5]), negative_mass(recs[center + 5]))
+
+
+@pytest.mark.parametrize("n_det, center", [(1024, 530.35), (700, 331.8)])
+def test_detector_scale_search_through_the_pyramid(n_det, center):
+    # exact line integrals of a few disks, so no projector is needed at this width
+    theta = np.linspace(0, np.pi, 400, endpoint=False)
+    s = np.arange(n_det) + 0.5 - center
+    sino = np.zeros((len(theta), n_det))
+    for value, x0, y0, r in [(1.0, 0.0, 0.0, 0.3), (0.5, 0.15, -0.1, 0.08), (-0.4, -0.12, 0.05, 0.1)]:
+        d = s[None, :] / (n_det / 2) - (x0 * np.cos(theta) + y0 * np.sin(theta))[:, None]
+        sino += value * np.sqrt(np.clip(r * r - d * d, 0, None)) * n_det
+    assert find_center(sino.astype(np.float32), theta) == pytest.approx(center, abs=0.25)

@@ -8,7 +8,9 @@ Two methods:
 - ``"vo"`` (Vo, Atwood & Drakopoulos, Opt. Express 22, 19078 (2014)): mirror the 180° sinogram,
   append it to make a 360° sinogram for a trial centre, and measure the Fourier energy outside
   the double wedge that a consistent sinogram occupies. The true centre minimises it. Coarse
-  search, then a fine one with a parabola through the best three trials.
+  to fine as tomopy's: every candidate on a sinogram binned to ~256 columns, a few around the
+  best on each finer level, then a parabola through the best three half-pixel steps (timed in
+  benchmarks/bench_all.py).
 - ``"phase"``: phase correlation between the projection at ``theta0`` and the mirrored one at
   ``theta0 + 180°``; their shift is twice the axis offset. Needs such a pair of angles.
 
@@ -35,6 +37,10 @@ from . import _validate as v
 from .fbp import circle_mask, fbp
 
 METHODS = ("vo", "phase")
+# Detector width at which the coarse centre search starts (a pyramid of 2x binnings gets there),
+# and the fewest angles a binned level keeps.
+_COARSE_COLUMNS = 256
+_MIN_ANGLES = 32
 
 
 def _edge_padded(rows: np.ndarray, shift) -> tuple[np.ndarray, int]:
@@ -66,15 +72,17 @@ def _whole_shift_metric(sino: np.ndarray, shifts: np.ndarray, mask: np.ndarray) 
     """
     n_angles, n = sino.shape
     padded, pad = _edge_padded(sino[:, ::-1], shifts)
+    # only the columns some trial reads: a few around the detector when refining a centre
+    lo, hi = pad - int(shifts.max()), pad - int(shifts.min()) + n
     first = sfft.fft(sino, n=2 * n_angles, axis=0)
-    second = sfft.fft(padded, n=2 * n_angles, axis=0)
+    second = sfft.fft(padded[:, lo:hi], n=2 * n_angles, axis=0)
     second[1::2] *= -1  # the mirrored half starts at row n_angles: a factor (-1)^k
     metric = np.empty(len(shifts))
-    block = np.empty((16, 2 * n_angles, n), dtype=first.dtype)
+    block = np.empty((min(16, len(shifts)), 2 * n_angles, n), dtype=first.dtype)
     for i in range(0, len(shifts), 16):
         part = shifts[i : i + 16].astype(int)
         for j, shift in enumerate(part):
-            np.add(first, second[:, pad - shift : pad - shift + n], out=block[j])
+            np.add(first, second[:, pad - lo - shift : pad - lo - shift + n], out=block[j])
         spectrum = np.abs(sfft.fft(block[: len(part)], axis=-1, overwrite_x=True)[..., : n // 2 + 1])
         metric[i : i + len(part)] = np.tensordot(spectrum, mask, axes=2) / mask.size
     return metric
@@ -128,20 +136,43 @@ def _scan_metric(sino: np.ndarray, centers: np.ndarray, ratio: float, drop: int)
     return (_whole_shift_metric if whole else _fourier_metric)(sino, shifts, mask)
 
 
+def _halved(sino: np.ndarray) -> np.ndarray:
+    """The sinogram binned 2x along the detector and along the angles (means of pairs).
+
+    Halving both keeps the double wedge where it was: an object of half the width in pixels
+    needs half the angular frequencies.
+    """
+    a, n = sino.shape[0] // 2 * 2, sino.shape[1] // 2 * 2
+    return sino[:a, :n].reshape(a // 2, 2, n // 2, 2).mean(axis=(1, 3))
+
+
 def _find_center_vo(sino: np.ndarray, search: tuple[float, float], ratio: float, drop: int) -> float:
     sino = ndimage.gaussian_filter(sino, (2, 0.5), mode="reflect")  # noise along angles hides the wedge
-    # Coarse: 1-pixel steps (whole pixels: see _scan_metric) on a sinogram binned 2x along the
-    # detector (a centre c is at c / 2).
-    binned = sino[:, : sino.shape[1] // 2 * 2].reshape(sino.shape[0], -1, 2).mean(axis=-1)
-    coarse = np.arange(np.ceil(search[0]), search[1] + 1e-9, 1.0)
-    if coarse.size == 0:  # a search range narrower than a pixel
-        coarse = np.array([0.5 * (search[0] + search[1])])
-    best = coarse[int(np.argmin(_scan_metric(binned, coarse / 2, ratio, drop)))]
-    # Fine: 0.05-pixel steps at full resolution, then a parabola through the best three.
-    fine = best + np.arange(-1.5, 1.5 + 1e-9, 0.05)
-    metric = _scan_metric(sino, fine, ratio, drop)
-    i = int(np.clip(np.argmin(metric), 1, len(fine) - 2))
-    return float(fine[i] + _parabola_offset(metric[i - 1 : i + 2]) * 0.05)
+    # Coarse to fine, as tomopy's find_center_vo: a pyramid of halved sinograms down to
+    # _COARSE_COLUMNS columns. On a sinogram binned b times, whole-pixel shifts of the mirrored copy
+    # are centres b/2 pixels apart (cheap: see _scan_metric); the coarsest level tries every one in
+    # the search range, each finer level a few around the best.
+    levels = [sino]
+    while levels[-1].shape[1] > _COARSE_COLUMNS and levels[-1].shape[0] >= 4 * _MIN_ANGLES:
+        levels.append(_halved(levels[-1]))
+    best = None
+    for depth in range(len(levels) - 1, -1, -1):
+        b = 2.0**depth
+        step = b / 2
+        if best is None:
+            trials = np.arange(np.ceil(search[0] / step) * step, search[1] + 1e-9, step)
+            if trials.size == 0:  # a search range narrower than a step
+                trials = np.array([0.5 * (search[0] + search[1])])
+        else:
+            trials = np.round(best / step) * step + step * np.arange(-2, 3)
+            trials = trials[(trials >= search[0]) & (trials <= search[1])]
+        metric = _scan_metric(levels[depth], trials / b, ratio, drop)
+        i = int(np.argmin(metric))
+        best = trials[i]
+    # Sub-pixel: a parabola through the best three half-pixel trials at full resolution
+    if 0 < i < len(trials) - 1:
+        best += _parabola_offset(metric[i - 1 : i + 2]) * step
+    return float(best)
 
 
 def _parabola_offset(three: np.ndarray) -> float:
