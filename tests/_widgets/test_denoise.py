@@ -72,6 +72,7 @@ def test_keras_choice_imports_into_cache(shared_data, make_napari_viewer, qtbot,
     assert f"{imported[0].stem} (imported)" in widget.models  # listed from now on
 
 
+@pytest.mark.slow
 def test_denoised_volume_is_in_view_and_trained_models_are_listed(
     make_napari_viewer, qtbot, tiny_model, rng, notifications, tmp_path, monkeypatch
 ):

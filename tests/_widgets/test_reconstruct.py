@@ -230,6 +230,7 @@ def test_centre_check_is_in_view_and_capped(make_napari_viewer, qtbot, projectio
     assert viewer.dims.axis_labels[-3] == "centre"
 
 
+@pytest.mark.slow
 def test_centre_check_cancels_within_a_second(make_napari_viewer, qtbot, projections, notifications):
     import time
 
@@ -262,6 +263,7 @@ def test_clamped_centre_and_guessed_angles_are_warned(make_napari_viewer, qtbot,
     assert meta["warnings"] == ["angles not in the layer: assumed 60 evenly spaced from 0.0° to 177.0°"]
 
 
+@pytest.mark.slow
 def test_beamline_options_reach_the_result(make_napari_viewer, qtbot, projections, notifications, tmp_path):
     from napari_tomoml import read_volume
 
@@ -292,6 +294,7 @@ def test_beamline_options_reach_the_result(make_napari_viewer, qtbot, projection
     assert notifications and "exists" in notifications[-1]
 
 
+@pytest.mark.slow
 def test_paganin_in_the_widget_previews_and_reconstructs(make_napari_viewer, qtbot, projections, notifications):
     viewer, widget = _viewer_with(make_napari_viewer, projections)
     _wait_preview(qtbot, widget)

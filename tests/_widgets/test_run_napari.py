@@ -27,6 +27,7 @@ def test_screenshot_shows_layers_widgets_and_preview(tmp_path, capsys):
     assert gray.std() > 20 and (gray > 200).mean() > 0.005  # not black: a bright phantom edge is visible
 
 
+@pytest.mark.slow
 def test_docks_are_tabbed_and_the_window_fits_1600_by_1000(qtbot):
     from napari.settings import get_settings
 

@@ -77,6 +77,7 @@ def test_missing_save_path_and_same_layer_are_reported(pair_layers, qtbot, notif
     assert "save" in notifications[0]
 
 
+@pytest.mark.slow
 def test_default_pairs_by_name_and_metadata(make_napari_viewer, rng):
     viewer = make_napari_viewer()
     viewer.open_sample("napari-tomoml", "phantom")

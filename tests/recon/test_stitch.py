@@ -11,6 +11,7 @@ from napari_tomoml.recon.stitch import stitch_360
 from napari_tomoml.sim.phantom import shepp_logan_3d
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("axis_side", ["right", "left"])
 def test_offset_axis_360_scan_matches_full_detector(axis_side):
     n = 64
