@@ -627,6 +627,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("task", help="reconstruct, denoise, segment, align or outliers")
     p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_batch)
+
+    from .ptycho._cli import add_ptycho_parser  # tomoml ptycho simulate|train|predict|live
+
+    add_ptycho_parser(sub)
     return parser
 
 

@@ -351,6 +351,7 @@ class LiveEngine:
         self._times: collections.deque[tuple[float, int]] = collections.deque()
         self.first_result: float | None = None
         self.frame_size: int | None = None
+        self.max_buffered = 0
 
     def swap_model(self, model: Any) -> None:
         """Use ``model`` from the next batch on (thread-safe; online training calls this)."""
@@ -420,6 +421,7 @@ class LiveEngine:
                 if getattr(self.source, "error", None) is not None:
                     raise self.source.error
                 frames = self.buffer.take(self.batch, timeout=0.02)
+                self.max_buffered = max(self.max_buffered, len(frames) + len(self.buffer))
                 if frames:
                     self._infer(frames)
                 now = time.perf_counter()
@@ -437,6 +439,7 @@ class LiveEngine:
             raise self.source.error
         counters = self.counters()
         counters["elapsed_s"] = time.perf_counter() - start
+        counters["max_buffered"] = self.max_buffered
         if self.first_result is not None and self._all_times:
             span = self._times[-1][0] - self.first_result
             counters["sustained_rate"] = (self.inferred - self._first_batch) / span if span > 0 else 0.0
