@@ -146,15 +146,24 @@ def _halved(sino: np.ndarray) -> np.ndarray:
     return sino[:a, :n].reshape(a // 2, 2, n // 2, 2).mean(axis=(1, 3))
 
 
+def _fewer_angles(sino: np.ndarray) -> np.ndarray:
+    """Pairs of angles averaged while there are twice as many angles as columns: the double wedge
+    of an object as wide as the detector spans fewer angular frequencies than that."""
+    while sino.shape[0] >= 2 * max(sino.shape[1], _MIN_ANGLES):
+        a = sino.shape[0] // 2 * 2
+        sino = sino[:a].reshape(a // 2, 2, -1).mean(axis=1)
+    return sino
+
+
 def _find_center_vo(sino: np.ndarray, search: tuple[float, float], ratio: float, drop: int) -> float:
     sino = ndimage.gaussian_filter(sino, (2, 0.5), mode="reflect")  # noise along angles hides the wedge
     # Coarse to fine, as tomopy's find_center_vo: a pyramid of halved sinograms down to
     # _COARSE_COLUMNS columns. On a sinogram binned b times, whole-pixel shifts of the mirrored copy
     # are centres b/2 pixels apart (cheap: see _scan_metric); the coarsest level tries every one in
     # the search range, each finer level a few around the best.
-    levels = [sino]
+    levels = [_fewer_angles(sino)]
     while levels[-1].shape[1] > _COARSE_COLUMNS and levels[-1].shape[0] >= 4 * _MIN_ANGLES:
-        levels.append(_halved(levels[-1]))
+        levels.append(_fewer_angles(_halved(levels[-1])))
     best = None
     for depth in range(len(levels) - 1, -1, -1):
         b = 2.0**depth
