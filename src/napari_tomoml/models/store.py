@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelFileError
+from .aligner import MomentAligner
 from .normalization import DEFAULT_NORMALIZATION
 from .ptychonn import PtychoNN
 from .tomogan import TomoGAN
@@ -35,7 +36,7 @@ from .unet import UNet
 CARD_FORMAT = "napari-tomoml-model"
 CARD_VERSION = 1
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
-ARCHITECTURES: dict[str, type[nn.Module]] = {"ptychonn": PtychoNN, "tomogan": TomoGAN, "unet": UNet}
+ARCHITECTURES: dict[str, type[nn.Module]] = {"moment-aligner": MomentAligner, "ptychonn": PtychoNN, "tomogan": TomoGAN, "unet": UNet}
 
 
 @dataclass
