@@ -84,6 +84,14 @@ ROWS: list[tuple[str, str]] = [
     ("outliers {bad}/vol.npy --out {out}/t.csv", "needs more than 90 items"),
     ("outliers {bad}/vol.npy --out {out}/t.csv --features pixel", "features='pixel' is unknown"),
     ("outliers {bad}/vol.npy --out {out}/t.csv --method pca --reference {bad}/scan.h5", "reference items are"),
+    # segmentation
+    ("segment {bad}/vol.npy {out}/s.npy --model {bad}/good.safetensors", "not a U-Net segmenter"),
+    ("segment {bad}/complex.npy {out}/s.npy", "complex64"),
+    ("segment {bad}/vol.npy {bad}/vol.npy --overwrite", "is an input"),
+    ("segment {bad}/vol.npy {out}/s.npy --probabilities {out}/p.tif", "written as .npy"),
+    ("train unet {out}/m --image {bad}/vol.npy --labels {bad}/zero_size.npy", "must match"),
+    ("train unet {out}/m --image {bad}/vol.npy --labels {bad}/vol.npy --patch 16", "whole numbers"),
+    ("train unet {bad}/good --image {bad}/vol.npy --labels {bad}/vol.npy", "exists; pass --overwrite"),
 ]
 
 
