@@ -53,6 +53,18 @@ def as_stack(data, name: str, *, kind: str = "projections") -> tuple[np.ndarray 
     return (data[:, None, :] if kind == "projections" else data[None]) if single else data, single
 
 
+def is_lazy(data) -> bool:
+    """A 3-D array-like that stays on disk until sliced (dask, h5py, zarr, memmap), not NumPy/torch.
+
+    >>> is_lazy(np.zeros((2, 2, 2))), is_lazy(np.lib.format.open_memmap("/tmp/_lazy.npy", "w+", "f4", (2, 2, 2)))
+    (False, True)
+    """
+    if isinstance(data, torch.Tensor) or (isinstance(data, np.ndarray) and not isinstance(data, np.memmap)):
+        return False
+    shape = getattr(data, "shape", None)
+    return shape is not None and len(shape) == 3 and hasattr(data, "__getitem__") and hasattr(data, "dtype")
+
+
 def as_theta(theta, n_angles: int | None = None) -> np.ndarray:
     """Angles in radians as float64 numpy, checked against the number of projections."""
     if isinstance(theta, torch.Tensor):

@@ -130,9 +130,12 @@ def fbp_steps(
     backend: str = "torch",
     chunk: int | None = None,
     method: str = "auto",
+    out=None,
 ) -> Generator[Progress, None, np.ndarray | torch.Tensor]:
     """:func:`fbp` as a generator yielding :class:`Progress` after each batch of rows."""
-    proj, single = v.as_stack(projections, "projections")
+    lazy = v.is_lazy(projections)
+    # lazy input (dask, h5py, zarr, memmap) is read and checked one batch of rows at a time
+    proj, single = (projections, False) if lazy else v.as_stack(projections, "projections")
     n_angles, n_rows, n_det = proj.shape
     theta = v.as_theta(theta, n_angles)
     center = v.as_center(center, n_det)
@@ -158,14 +161,20 @@ def fbp_steps(
     )
     batch = v.as_size(chunk, "chunk", default_batch)
     torch_in = isinstance(proj, torch.Tensor)
-    if not torch_in:
+    if out is not None:
+        if torch_in or tuple(out.shape) != (n_rows, n, n):
+            raise InputError(f"out must be a NumPy-like array of shape {(n_rows, n, n)} for numpy projections")
+    elif not torch_in:
         v.check_memory(4 * n_rows * n * n, f"an FBP volume of {n_rows} x {n} x {n}",
-                       "reconstruct fewer rows at a time (rows=, tomoml reconstruct --rows or --memory)")
-    out = None if torch_in else np.empty((n_rows, n, n), dtype=np.float32)
+                       "reconstruct fewer rows at a time (rows=, tomoml reconstruct --rows or --memory), "
+                       "or pass out= (e.g. a zarr array or napari_tomoml.io.writers.open_volume)")
+        out = np.empty((n_rows, n, n), dtype=np.float32)
     pieces = []
     mask = torch.from_numpy(circle_mask(n)) if circle else None
     for start in range(0, n_rows, batch):
-        rows, _ = v.to_tensor(proj[:, start : start + batch], device)
+        part = v.as_stack(proj[:, start : start + batch], "projections")[0] if lazy else proj[:, start : start + batch]
+        rows, _ = v.to_tensor(part, device)
+        del part
 
         def reconstruct(rows=rows):
             if method == "gridrec":
@@ -202,6 +211,7 @@ def fbp(
     backend: str = "torch",
     chunk: int | None = None,
     method: str = "auto",
+    out=None,
 ):
     """Filtered back-projection of ``(angles, rows, cols)`` → ``(rows, n, n)`` float32.
 
@@ -214,7 +224,10 @@ def fbp(
     ``method`` (torch backend): ``"gridrec"`` (Fourier gridding, fast), ``"backprojection"``
     (filtered sparse back-projection, the exact transpose of ``project``), or ``"auto"``:
     gridrec, except for a tensor that needs gradients.
-    Numpy in → numpy out; a tensor in → a tensor out (differentiable).
+    Numpy in → numpy out; a tensor in → a tensor out (differentiable). Lazy projections (dask,
+    h5py, zarr, memmap) are read one batch of rows at a time; with ``out`` (an array-like of
+    shape ``(rows, n, n)``: a memmap, a zarr array, :func:`~napari_tomoml.io.writers.open_volume`)
+    each batch is written there and ``out`` is returned, so memory stays bounded.
 
     >>> import numpy as np
     >>> sino = np.zeros((180, 65), np.float32); sino[:, 32] = 1.0   # a point on the axis
@@ -236,6 +249,7 @@ def fbp(
             backend=backend,
             chunk=chunk,
             method=method,
+            out=out,
         )
     )
 
