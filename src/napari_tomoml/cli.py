@@ -446,7 +446,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     print(f"batch {spec.name}: " + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("ok", "skipped", "failed"))
           + f"; summary in {Path(opts.output) / SUMMARY_NAME}")
     for row in summary.failed:
-        print(f"  failed: {row['input']}: {row['error']}")
+        print(f"  failed: {Path(row['input']).name}: {row['error']}")
     return 1 if summary.failed else 0
 
 

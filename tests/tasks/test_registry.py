@@ -42,6 +42,19 @@ def test_every_task_declares_usable_defaults():
         assert spec.output_suffix(resolved).startswith(".")
 
 
+def test_filter_choices_are_the_reconstructors_and_listing_tasks_needs_no_torch():
+    import subprocess
+    import sys
+
+    from napari_tomoml.recon.filters import FILTERS
+    from napari_tomoml.tasks.registry import FBP_FILTERS
+
+    assert FBP_FILTERS == FILTERS
+    code = "import sys, napari_tomoml.tasks.batch as b; print(b.get_task('reconstruct').name, 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.stdout.split() == ["reconstruct", "False"], out.stderr
+
+
 def test_unknown_task_and_option_list_what_exists():
     with pytest.raises(InputError, match="unknown task 'nope': choose one of reconstruct, denoise"):
         get_task("nope")

@@ -1,0 +1,156 @@
+"""Batch runs as a beamline user makes them: failures, resume, kill -9, Dask, out-of-core.
+
+    python benchmarks/bench_batch.py folder          # bad files, resume timing, kill -9 + rerun
+    python benchmarks/bench_batch.py dask            # local:2 against --workers 1: outputs and wall time
+    python benchmarks/bench_batch.py ooc --gib 8     # out-of-core reconstruct of a GiB-sized raw scan
+
+``folder``: a folder of raw HDF5 scans plus one truncated and one zarr scan (another format) runs
+through ``tomoml batch reconstruct`` (the installed CLI, as a user would): exit code, summary; a
+second run's time per skipped file; a run killed with SIGKILL once some outputs exist, rerun,
+compared byte for byte with an uninterrupted run. ``dask``: the same folder with
+``--scheduler local:2`` and ``--workers 1``: identical bytes, wall times side by side.
+``ooc``: a raw DXchange scan of ``--gib`` GiB (720 angles, 128 columns, as many rows as that
+takes: a narrow detector keeps FBP cheap so the run is about I/O and memory) written to /tmp,
+reconstructed by ``tomoml batch reconstruct --memory 1GiB`` with the peak RSS of the process
+tree sampled every 50 ms; the peer in the same run is the in-memory API on a band of rows.
+Everything written is deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_memory import run_measured, write_scan  # noqa: E402
+
+TOMOML = [sys.executable, "-m", "napari_tomoml.cli"]
+
+
+def make_folder(folder: Path, n: int, shape: tuple[int, int, int]) -> None:
+    from napari_tomoml.io.scan import Scan
+    from napari_tomoml.io.writers import write_hdf5, write_zarr
+
+    rng = np.random.default_rng(0)
+    theta = np.linspace(0, np.pi, shape[0], endpoint=False)
+    flats = np.full((2,) + shape[1:], 1000, np.float32)
+    for i in range(n):
+        counts = rng.poisson(1000 * np.exp(-0.5 * rng.random(shape))).astype(np.float32)
+        write_hdf5(folder / f"scan_{i:02d}.h5", Scan(counts, theta, flats, np.zeros_like(flats)))
+    write_zarr(folder / f"scan_{n:02d}.zarr", Scan(counts, theta, flats, np.zeros_like(flats)))
+    whole = (folder / "scan_00.h5").read_bytes()
+    (folder / f"scan_{n + 1:02d}.h5").write_bytes(whole[: len(whole) // 2])  # cut short
+
+
+def outputs(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.glob("*.npy"))}
+
+
+def batch(*args: str) -> tuple[int, float, str]:
+    start = time.perf_counter()
+    proc = subprocess.run([*TOMOML, "batch", *args, "-q"], capture_output=True, text=True)
+    return proc.returncode, time.perf_counter() - start, proc.stdout
+
+
+def bench_folder(tmp: Path, n: int, shape) -> dict:
+    make_folder(tmp / "night", n, shape)
+    rc, wall, out = batch("reconstruct", str(tmp / "night"), str(tmp / "whole"))
+    summary = list(__import__("csv").DictReader(open(tmp / "whole" / "batch-summary.csv")))
+    failed = {Path(r["input"]).name: r["error"] for r in summary if r["status"] == "failed"}
+    rc2, wall2, out2 = batch("reconstruct", str(tmp / "night"), str(tmp / "whole"))
+    again = list(__import__("csv").DictReader(open(tmp / "whole" / "batch-summary.csv")))
+    skipped = [float(r["seconds"]) for r in again if r["status"] == "skipped"]
+
+    # kill -9 once a third of the outputs exist, then run again
+    proc = subprocess.Popen([*TOMOML, "batch", "reconstruct", str(tmp / "night"), str(tmp / "killed"), "-q"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while proc.poll() is None and len(list((tmp / "killed").glob("*.npy"))) < max(1, n // 3):
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    at_kill = sorted(p.name for p in (tmp / "killed").iterdir())
+    rc3, _, out3 = batch("reconstruct", str(tmp / "night"), str(tmp / "killed"))
+    return {
+        "inputs": n + 2, "scan_shape": shape, "first_run": {"exit": rc, "wall_s": round(wall, 2), "stdout": out.strip()},
+        "failed": failed,
+        "second_run": {"exit": rc2, "wall_s": round(wall2, 2), "skipped": len(skipped),
+                       "max_seconds_per_skipped_file": max(skipped), "wall_s_per_file": round(wall2 / (n + 2), 3)},
+        "kill9": {"files_on_disk_at_kill": at_kill, "rerun_exit": rc3, "rerun_stdout": out3.strip(),
+                  "identical_to_uninterrupted": outputs(tmp / "killed") == outputs(tmp / "whole"),
+                  "temporaries_left": [p.name for p in (tmp / "killed").iterdir() if p.name.startswith(".")]},
+    }
+
+
+def bench_dask(tmp: Path, n: int, shape) -> dict:
+    make_folder(tmp / "night", n, shape)
+    rc1, wall1, _ = batch("reconstruct", str(tmp / "night"), str(tmp / "one"), "--workers", "1")
+    rc2, wall2, _ = batch("reconstruct", str(tmp / "night"), str(tmp / "two"), "--scheduler", "local:2")
+    return {"inputs": n + 2, "scan_shape": shape, "cores": os.cpu_count(),
+            "workers_1": {"exit": rc1, "wall_s": round(wall1, 2)},
+            "local_2": {"exit": rc2, "wall_s": round(wall2, 2)},
+            "ratio_workers1_over_local2": round(wall1 / wall2, 2),
+            "identical_outputs": outputs(tmp / "one") == outputs(tmp / "two"),
+            "outputs": len(outputs(tmp / "one"))}
+
+
+def bench_ooc(tmp: Path, gib: float, memory: str) -> dict:
+    n_angles, n_cols = 720, 128
+    n_rows = int(gib * 2**30 / (4 * n_angles * n_cols))
+    (tmp / "big").mkdir()
+    scan = tmp / "big" / "big_scan.h5"
+    t0 = time.perf_counter()
+    write_scan(scan, (n_angles, n_rows, n_cols))
+    write_s = time.perf_counter() - t0
+    size = scan.stat().st_size
+    run = run_measured([*TOMOML, "batch", "reconstruct", str(tmp / "big"), str(tmp / "recon"), "--memory", memory,
+                        "--center", str(n_cols / 2), "--device", "cpu", "-q"])
+    # peer: the in-memory API on a band of rows (what fits), same process kind
+    band = min(n_rows, 512)
+    code = (f"import time, numpy as np, napari_tomoml as tm; s = tm.load_scan({str(scan)!r}); t = time.perf_counter(); "
+            f"p = tm.normalize(tm.Scan(np.asarray(s.projections[:, :{band}]), s.theta, np.asarray(s.flats[:, :{band}]), "
+            f"np.asarray(s.darks[:, :{band}]))); v, _ = tm.reconstruct(p, s.theta, center={n_cols / 2}, device='cpu'); "
+            f"print(time.perf_counter() - t)")
+    peer = run_measured([sys.executable, "-c", code])
+    rows_per_s = n_rows / run["seconds"]
+    return {"file_gib": round(size / 2**30, 2), "shape": [n_angles, n_rows, n_cols], "write_s": round(write_s, 1),
+            "batch": {"exit": run["rc"], "wall_s": round(run["seconds"], 1), "peak_rss_gib": round(run["peak_rss_gib"], 3),
+                      "memory_option": memory, "rows_per_s": round(rows_per_s, 1),
+                      "MiB_per_s": round(size / 2**20 / run["seconds"], 1), "stdout": run["stdout"]},
+            "in_memory_peer": {"rows": band, "peak_rss_gib": round(peer["peak_rss_gib"], 3),
+                               "rows_per_s": round(band / float(peer["stdout"] or "nan"), 1) if peer["rc"] == 0 else None,
+                               "rc": peer["rc"]}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("what", choices=["folder", "dask", "ooc"])
+    parser.add_argument("--scans", type=int, default=8, help="good HDF5 scans in the folder")
+    parser.add_argument("--shape", type=int, nargs=3, default=[360, 16, 256], help="angles rows cols of each scan")
+    parser.add_argument("--gib", type=float, default=8.0, help="size of the out-of-core scan")
+    parser.add_argument("--memory", default="1GiB", help="the batch's memory option for the out-of-core run")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench_batch_", dir="/tmp"))
+    try:
+        if args.what == "folder":
+            result = bench_folder(tmp, args.scans, tuple(args.shape))
+        elif args.what == "dask":
+            result = bench_dask(tmp, args.scans, tuple(args.shape))
+        else:
+            result = bench_ooc(tmp, args.gib, args.memory)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps({args.what: result}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
