@@ -162,17 +162,19 @@ def main() -> None:
     p.add_argument("--photons", type=float, default=1e6)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nconv", type=int, default=16)
-    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--steps", type=int, default=600)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--epie-iterations", type=int, default=50)
     p.add_argument("--live-batch", type=int, default=64)
+    p.add_argument("--frames-64", type=int, default=1000, help="frames through the live pipeline at 64²")
+    p.add_argument("--frames-128", type=int, default=300, help="frames through the live pipeline at 128²")
     p.add_argument("--bare-seconds", type=float, default=5.0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--skip-quality", action="store_true")
     p.add_argument("--skip-live", action="store_true")
     p.add_argument("--save", help="write truth / PtychoNN / ePIE phase images to this .npz")
     args = p.parse_args()
-    args.live_frames = {64: 3000, 128: 800}
+    args.live_frames = {64: args.frames_64, 128: args.frames_128}
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), CPU {torch.backends.cpu.get_cpu_capability()}")
     if not args.skip_quality:

@@ -13,7 +13,7 @@
 
 Submodules: ``sim`` (objects, probe, scans, diffraction), ``stitching``, ``iterative`` (ePIE), ``compare``,
 ``io`` (the published PtychoNN data layout), ``nn`` (train/predict/ONNX), ``live`` (frame
-sources and the live inference engine).
+sources and the live inference engine), ``online`` (online training with hot swap).
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ _PUBLIC = {
     "load_dataset": ".io",
     "train": ".nn", "train_steps": ".nn", "predict": ".nn", "export_onnx": ".nn", "OnnxPredictor": ".nn",
     "SimulatedDetector": ".live", "FolderSource": ".live", "PvaSource": ".live", "LiveEngine": ".live",
-    "live_steps": ".live",
+    "live_steps": ".live", "run_live": ".live", "PvaDetectorServer": ".live",
+    "LabelledPairs": ".online", "online_train_steps": ".online",
 }
 
 __all__ = sorted(_PUBLIC)
