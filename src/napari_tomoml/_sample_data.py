@@ -72,6 +72,7 @@ def make_phantom_scan(size: int = SIZE, slices: int = SLICES, n_angles: int = N_
             {
                 "name": "phantom (ground truth)",
                 "colormap": "gray",
+                "axis_labels": ("z", "y", "x"),
                 "contrast_limits": (0.0, float(sim["phantom"].max()) or 1.0),
                 "metadata": {
                     "kind": "volume",
@@ -86,6 +87,7 @@ def make_phantom_scan(size: int = SIZE, slices: int = SLICES, n_angles: int = N_
             {
                 "name": "projections (normal dose)",
                 "colormap": "gray",
+                "axis_labels": ("angle", "row", "col"),
                 "contrast_limits": (0.0, hi),
                 "metadata": {**common, "dose_i0": NORMAL_DOSE},
             },
@@ -96,6 +98,7 @@ def make_phantom_scan(size: int = SIZE, slices: int = SLICES, n_angles: int = N_
             {
                 "name": "projections (low dose)",
                 "colormap": "gray",
+                "axis_labels": ("angle", "row", "col"),
                 "contrast_limits": (0.0, hi),
                 "metadata": {**common, "dose_i0": LOW_DOSE},
                 "visible": False,
