@@ -45,7 +45,9 @@ def check_stack(projections, theta=None) -> tuple[np.ndarray | torch.Tensor, np.
         raise InputError(f"projections are empty: shape {tuple(arr.shape)}")
     finite = torch.isfinite(arr).all() if isinstance(arr, torch.Tensor) else np.isfinite(arr).all()
     if not bool(finite):
-        raise InputError("projections contain NaN or infinite values (e.g. -log of zero counts); replace them first")
+        raise InputError(
+            "projections contain NaN or infinite values (e.g. -log of zero counts); replace them first"
+        )
     th = None
     if theta is not None:
         th = np.asarray(theta.detach().cpu() if isinstance(theta, torch.Tensor) else theta, dtype=np.float64)
@@ -234,7 +236,8 @@ def xcorr_steps(projections, theta, *, device="cpu") -> Generator[Progress, None
     a random walk, which is why :func:`joint_steps` exists.
     """
     proj, theta = check_stack(projections, theta)
-    p = torch.as_tensor(np.asarray(proj, np.float32) if not isinstance(proj, torch.Tensor) else proj).to(device)
+    p = proj if isinstance(proj, torch.Tensor) else torch.from_numpy(np.asarray(proj, np.float32))
+    p = p.to(device)
     rel = register(p[1:], p[:-1]).cpu().double().numpy()
     shifts = np.concatenate([np.zeros((1, 2)), np.cumsum(rel, axis=0)])
     if p.shape[1] < 4:
@@ -308,7 +311,8 @@ def joint_steps(
             step = float(np.abs(remove_unobservable(delta, theta, keep_center=refine_center)).max())
             history.append(step)
             done += 1
-            yield Progress(done, total, f"joint alignment, level 1/{factor}", {"level": level, "update": step})
+            info = {"level": level, "update": step}
+            yield Progress(done, total, f"joint alignment, level 1/{factor}", info)
             if step < tol * factor:
                 break
         done = (level + 1) * iterations

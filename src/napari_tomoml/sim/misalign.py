@@ -95,7 +95,9 @@ def shift_projections(projections, shifts, *, order: int = 3, mode: str = "const
     proj = np.asarray(projections, dtype=np.float32)
     shifts = np.asarray(shifts, dtype=np.float64)
     if proj.ndim != 3 or shifts.shape != (proj.shape[0], 2):
-        raise InputError(f"need projections (angles, rows, cols) and shifts (angles, 2); got {proj.shape}, {shifts.shape}")
+        raise InputError(
+            f"need projections (angles, rows, cols) and shifts (angles, 2); got {proj.shape}, {shifts.shape}"
+        )
     return np.stack([ndimage.shift(p, s, order=order, mode=mode) for p, s in zip(proj, shifts)])
 
 
@@ -122,7 +124,8 @@ def simulate_misaligned(
     ``rows``: detector rows; ``n_angles`` over 180° (360° with ``full_turn``). Shifts from
     :func:`random_shifts` with ``sigma_x``/``sigma_y``/``drift`` unless given (the same ``seed``
     with other ``shifts``, e.g. zeros, gives the same phantom and tilts: an aligned twin).
-    ``tilt_deg``: standard deviation of in-plane projection tilts; ``i0``: photons per pixel for Poisson noise (None: noise-free);
+    ``tilt_deg``: standard deviation of in-plane projection tilts; ``i0``: photons per pixel for
+    Poisson noise (None: noise-free);
     ``background``: standard deviation of a slowly drifting per-projection offset of the line
     integrals (flat-field drift); ``max_attenuation`` scales the phantom so its thickest line
     integral has that value.
@@ -154,12 +157,15 @@ def simulate_misaligned(
     tilts = rng.normal(0.0, tilt_deg, n_angles) if tilt_deg > 0 else np.zeros(n_angles)
     moved = tall
     if tilt_deg > 0:
-        moved = np.stack([ndimage.rotate(p, t, reshape=False, order=3, mode="constant") for p, t in zip(tall, tilts)])
+        moved = np.stack(
+            [ndimage.rotate(p, t, reshape=False, order=3, mode="constant") for p, t in zip(tall, tilts)]
+        )
     moved = shift_projections(moved, shifts)
     view = slice(margin, margin + rows)
     measured = moved[:, view]
     if background > 0:
-        measured = measured + (background * _smooth_unit(n_angles, rng, 5.0))[:, None, None].astype(np.float32)
+        offset = background * _smooth_unit(n_angles, rng, 5.0)
+        measured = measured + offset[:, None, None].astype(np.float32)
     if i0 is not None:
         measured = simulate_counts(measured, i0, rng)
     return MisalignedStack(

@@ -193,7 +193,7 @@ def train_aligner(
     path: str | Path | None = None,
     progress: ProgressArg = None,
 ):
-    """Train a learned aligner on simulated stacks; returns a model for ``align(method="learned", model=...)``.
+    """Train a learned aligner on simulated stacks, for ``align(method="learned", model=...)``.
 
     ``n_phantoms`` phantoms of ``family`` (``size`` px, ``rows`` rows in view, ``n_angles``
     over 180°) are misaligned afresh at each of ``steps`` steps (``batch`` stacks each: drift +
@@ -218,7 +218,8 @@ def train_aligner(
     card = {
         "normalization": {"kind": "affine", "offset": 0.0, "scale": 1.0},  # profiles normalised inside
         "training": {"steps": record["steps"], "batch": batch, "family": family, "phantoms": n_phantoms,
-                     "size": size, "rows": rows, "n_angles": n_angles, "seed": seed, "curve": record["curve"]},
+                     "size": size, "rows": rows, "n_angles": n_angles, "seed": seed,
+                     "curve": record["curve"]},
         "metrics": {"val_rms_px": record["best_val_rms_px"]},
         "description": "learned aligner trained by napari_tomoml.train_aligner",
     }

@@ -94,7 +94,8 @@ def evaluate(model: MomentAligner, stacks, *, iterations: int = 4) -> float:
     """Mean RMS residual (px, unobservable parts removed) of the iterated predictor on ``stacks``."""
     errors = []
     for s in stacks:
-        est = run_to_end(predict_shifts(model, torch.from_numpy(s.projections), s.theta, iterations=iterations))
+        proj = torch.from_numpy(s.projections)
+        est = run_to_end(predict_shifts(model, proj, s.theta, iterations=iterations))
         errors.append(residual_rms(est, s.shifts, s.theta))
     return float(np.mean(errors))
 
@@ -134,7 +135,8 @@ def train_aligner_steps(
             for _ in range(batch):
                 stack, shifts, margin = data.sample(rng)
                 _, col_p = profiles(stack, margin)
-                pred = torch.stack([torch.zeros(len(col_p), dtype=torch.float64), model(col_p).double()], dim=1)
+                pred_x = model(col_p).double()
+                pred = torch.stack([torch.zeros_like(pred_x), pred_x], dim=1)
                 target = torch.from_numpy(shifts)
                 loss = loss + ((observable(pred, theta) - observable(target, theta))[:, 1] ** 2).mean()
             loss = loss / batch
