@@ -40,7 +40,7 @@ from bench_fbp import analytic_sinogram, phantom_slice, rmse  # noqa: E402
 # (size, angles, gridrec slices, back-projection slices, ASTRA slices, iradon slices)
 FBP_CASES = [(512, 720, 16, 4, 2, 1), (1024, 1500, 8, 2, 1, 1), (2048, 1500, 4, 1, 1, 1)]
 # (size, angles, iterations run for ours, for ASTRA and for the "before" tree)
-SIRT_CASES = [(255, 60, 100, 100, 100), (640, 181, 100, 20, 5), (1024, 1500, 3, 2, 2)]
+SIRT_CASES = [(255, 60, 100, 100, 100), (640, 181, 30, 10, 2), (1024, 1500, 2, 1, 1)]
 CENTER_SIZES = [640, 2048, 4096]
 QUICK = {"fbp": [(256, 360, 4, 2, 1, 1)], "sirt": [(128, 60, 20, 20, 20)], "center": [256]}
 RESULTS = Path(__file__).resolve().parent / "results.md"
@@ -248,22 +248,22 @@ def main() -> None:
         "",
     ]
     sections = []
+
+    def report(title: str, lines: list[str]) -> None:
+        sections.extend([f"## {title}", "", *lines, ""])
+        load = f" Load average after {title}: {os.getloadavg()[0]:.1f}."
+        text = "\n".join(header[:2] + [header[2] + load] + header[3:] + sections)
+        if not args.quick:  # after every section, so a long run leaves what it has measured
+            RESULTS.write_text(text + "\n")
+        print("\n" + text, flush=True)
+
+    sizes = QUICK if args.quick else {"fbp": FBP_CASES, "sirt": SIRT_CASES, "center": CENTER_SIZES}
     if "fbp" not in args.skip:
-        print("FBP", flush=True)
-        sections += ["## FBP", "", *bench_fbp(QUICK["fbp"] if args.quick else FBP_CASES), ""]
-    if "sirt" not in args.skip:
-        print("SIRT", flush=True)
-        sections += ["## SIRT", "", *bench_sirt(QUICK["sirt"] if args.quick else SIRT_CASES, args.before), ""]
+        report("FBP", bench_fbp(sizes["fbp"]))
     if "center" not in args.skip:
-        print("find_center", flush=True)
-        sections += ["## find_center (Vo)", "", *bench_center(QUICK["center"] if args.quick else CENTER_SIZES, args.before), ""]
-    load_end = os.getloadavg()
-    header[2] += f" Load average at the end {load_end[0]:.1f}."
-    text = "\n".join(header + sections)
-    print("\n" + text)
-    if not args.quick:
-        RESULTS.write_text(text + "\n")
-        print(f"written to {RESULTS}")
+        report("find_center (Vo)", bench_center(sizes["center"], args.before))
+    if "sirt" not in args.skip:
+        report("SIRT", bench_sirt(sizes["sirt"], args.before))
 
 
 if __name__ == "__main__":

@@ -140,6 +140,9 @@ def gridrec(
     Arguments as :func:`napari_tomoml.recon.fbp.fbp` (checked there); ``center`` in detector
     pixels from the left edge.
     """
+    if projections.device.type not in ("cpu", "cuda"):  # complex scatter-adds: CPU and CUDA only
+        rec = gridrec(projections.cpu(), theta, center, n, filter_name, cutoff=cutoff, order=order)
+        return rec.to(projections.device)
     n_angles, n_rows, n_det = projections.shape
     device, real = projections.device, projections.dtype
     cplx = torch.complex128 if real == torch.float64 else torch.complex64
