@@ -94,3 +94,15 @@ def test_bad_input():
         check_stack(bad, theta)
     with pytest.raises(InputError, match="angles, rows, cols"):
         check_stack(np.zeros((4, 8)), theta)
+
+
+def test_chunked_shift_and_registration_equal_one_batch(rng, monkeypatch):
+    import napari_tomoml.recon.align as align
+
+    img = torch.from_numpy(_blob(rng, (7, 24, 32)))
+    shifts = torch.from_numpy(rng.normal(0, 2, (7, 2)))
+    moved = fourier_shift(img, shifts)
+    est = register(moved, img)
+    monkeypatch.setattr(align, "_BATCH_ELEMENTS", 24 * 32 * 4 * 2)  # two images per batch
+    torch.testing.assert_close(fourier_shift(img, shifts), moved)
+    torch.testing.assert_close(register(moved, img), est)
