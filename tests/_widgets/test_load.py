@@ -120,3 +120,18 @@ def test_open_tooth_without_naming_the_plugin(make_napari_viewer, shared_data):
     layers = viewer.open(str(shared_data / "real" / "tooth.h5"), plugin=None)
     assert [la.name for la in layers] == ["tooth projections"]
     assert layers[0].data.shape == (181, 2, 640) and layers[0].metadata["kind"] == "projections"
+
+
+def test_guessed_angles_are_a_warning(make_napari_viewer, qtbot, tmp_path, notifications, monkeypatch):
+    shown: list[str] = []  # show_result reports the result's warnings
+    monkeypatch.setattr("napari.utils.notifications.show_warning", shown.append)
+    np.save(tmp_path / "scan.npy", np.random.default_rng(0).random((12, 2, 16)).astype(np.float32) + 0.5)
+    viewer = make_napari_viewer()
+    widget = dock(viewer, "Load scan")
+    widget.path_edit.setText(str(tmp_path / "scan.npy"))
+    widget.sinogram_check.setChecked(False)
+    widget.load()
+    assert wait_done(qtbot, widget.runner) == "ok", notifications
+    layer = viewer.layers["scan line integrals"]
+    assert any("angles assumed" in w for w in layer.metadata["warnings"])
+    assert any("angles assumed" in w for w in shown)

@@ -215,6 +215,10 @@ class LoadWidget(QWidget):
         meta["normalized"] = normalised
         if normalised:  # −log(I/I₀): no longer detector counts
             meta["units"] = "line integral (−log I/I₀)"
+        # what the reader had to guess (angles, which frames are projections) is shown as a warning
+        guessed = [n for n in meta.get("notes") or [] if "assumed" in n or "taken as" in n]
+        if guessed:
+            meta["warnings"] = guessed
         self._show_summary(scan)
         suffix = "line integrals" if normalised else "projections"
         scale = physical_scale(meta, "projections", 3).get("scale", (1.0, 1.0, 1.0))
