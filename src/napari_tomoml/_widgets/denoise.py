@@ -180,6 +180,8 @@ class DenoiseWidget(QWidget):
                     text += f", {data['i0_photons_per_pixel']:g} photons/pixel"
                 text += ")"
             text += ". Data far from this (other noise, contrast, sharp edges) may show halos."
+        else:
+            text += "\nIts card does not say what it was trained on: compare with the input (halos at edges)."
         return text.strip()
 
     def _browse(self) -> None:
