@@ -9,7 +9,7 @@ through ``tomoml batch reconstruct`` (the installed CLI, as a user would): exit 
 second run's time per skipped file; a run killed with SIGKILL once some outputs exist, rerun,
 compared byte for byte with an uninterrupted run. ``dask``: the same folder with
 ``--scheduler local:2`` and ``--workers 1``: identical bytes, wall times side by side.
-``ooc``: a raw DXchange scan of ``--gib`` GiB (720 angles, 128 columns, as many rows as that
+``ooc``: a raw DXchange scan of ``--gib`` GiB (720 angles, ``--cols`` columns (128), as many rows as that
 takes: a narrow detector keeps FBP cheap so the run is about I/O and memory) written to /tmp,
 reconstructed by ``tomoml batch reconstruct --memory 1GiB`` with the peak RSS of the process
 tree sampled every 50 ms; the peer in the same run is the in-memory API on a band of rows.
@@ -103,8 +103,8 @@ def bench_dask(tmp: Path, n: int, shape) -> dict:
             "outputs": len(outputs(tmp / "one"))}
 
 
-def bench_ooc(tmp: Path, gib: float, memory: str) -> dict:
-    n_angles, n_cols = 720, 128
+def bench_ooc(tmp: Path, gib: float, memory: str, n_cols: int = 128) -> dict:
+    n_angles = 720
     n_rows = int(gib * 2**30 / (4 * n_angles * n_cols))
     (tmp / "big").mkdir()
     scan = tmp / "big" / "big_scan.h5"
@@ -138,6 +138,7 @@ def main() -> None:
     parser.add_argument("--shape", type=int, nargs=3, default=[360, 16, 256], help="angles rows cols of each scan")
     parser.add_argument("--gib", type=float, default=8.0, help="size of the out-of-core scan")
     parser.add_argument("--memory", default="1GiB", help="the batch's memory option for the out-of-core run")
+    parser.add_argument("--cols", type=int, default=128, help="detector columns of the out-of-core scan")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_batch_", dir="/tmp"))
     try:
@@ -146,7 +147,7 @@ def main() -> None:
         elif args.what == "dask":
             result = bench_dask(tmp, args.scans, tuple(args.shape))
         else:
-            result = bench_ooc(tmp, args.gib, args.memory)
+            result = bench_ooc(tmp, args.gib, args.memory, args.cols)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps({args.what: result}, indent=1))

@@ -247,12 +247,20 @@ def _run_reconstruct(source: Path, output: Path, options: dict[str, Any]):
 
 
 def _run_denoise(source: Path, output: Path, options: dict[str, Any]):
+    from contextlib import ExitStack
+
     from ..io.volume import read_volume
+    from ..io.writers import open_volume
     from .denoise import denoise_steps
 
-    volume = read_volume(source).data
-    out, meta = yield from denoise_steps(volume, options["model"], device=options["device"], tile=options["tile"])
-    _write_volume(output, out, meta, source)
+    volume = read_volume(source).data  # lazy when large; each slice is written as it is denoised
+    with ExitStack() as stack:
+        def open_out(shape, meta):
+            return stack.enter_context(open_volume(output, shape, inputs=[source],
+                                                   metadata=_jsonable(dict(meta, source=str(source)))))
+
+        _, meta = yield from denoise_steps(volume, options["model"], device=options["device"], tile=options["tile"],
+                                           out=open_out)
     return meta
 
 
