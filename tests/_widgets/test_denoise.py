@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -101,3 +103,24 @@ def test_denoised_volume_is_in_view_and_trained_models_are_listed(
     in_view(viewer, out)
     assert not viewer.layers["rec fbp"].visible
     assert viewer.dims.axis_labels[-3:] == ("z", "y", "x")
+
+
+def test_only_denoisers_are_listed(tmp_path, monkeypatch):
+    import torch
+
+    from napari_tomoml._widgets.denoise import known_models, remember_model
+    from napari_tomoml.models.store import save_model
+    from napari_tomoml.models.tomogan import TomoGAN
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    denoiser = save_model(TomoGAN(depth=1), tmp_path / "mine")
+    remember_model(denoiser)
+    models = known_models()
+    assert models["mine (trained)"] == str(denoiser)
+    assert "tomogan-lowdose" in models
+    from napari_tomoml.models.store import WEIGHTS_DIR, bundled_models
+
+    for name in bundled_models():  # bundled models of other tasks (aligners…) stay out
+        card = json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
+        assert (name in models) == (card["architecture"] == "tomogan")

@@ -72,8 +72,12 @@ def test_live_preview_is_debounced_and_follows_parameters(make_napari_viewer, qt
     _wait_preview(qtbot, widget)
     meta = viewer.layers[PREVIEW_LAYER].metadata
     assert meta["center"] == 18.0 and meta["filter_name"] == "hann" and meta["source"] == "proj"
-    # placed to the right of the projections, so both stay visible
+    # placed to the right of the projections, so both stay visible, and framed with them
     assert viewer.layers[PREVIEW_LAYER].translate[-1] > N
+    right = float(viewer.layers[PREVIEW_LAYER].extent.world[1][-1])
+    camera = viewer.scene.camera
+    half_width = viewer.canvas.size[-1] / camera.zoom / 2  # size: (height, width)
+    assert camera.center[-1] - half_width <= 0 and camera.center[-1] + half_width >= right
 
 
 def test_find_centre(make_napari_viewer, qtbot, projections, notifications):

@@ -70,15 +70,29 @@ def _trained() -> list[str]:
     return [str(p) for p in known if isinstance(p, str)]
 
 
+DENOISERS = ("tomogan",)  # architectures that map a noisy volume to a clean one
+
+
+def _is_denoiser(card_path: Path) -> bool:
+    """Whether the model card describes a denoiser (other tasks keep their models in the same places)."""
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, ValueError):
+        return False
+    return card.get("architecture") in DENOISERS or card.get("task") == "denoise"
+
+
 def known_models() -> dict[str, str]:
-    """Model-list label → model spec: bundled names, imported models, trained model files."""
-    out = {name: name for name in _bundled()}
+    """Model-list label → model spec: bundled, imported and trained denoisers."""
+    from ..models.store import WEIGHTS_DIR
+
+    out = {name: name for name in _bundled() if _is_denoiser(WEIGHTS_DIR / f"{name}.json")}
     cache = model_cache_dir()
     files = [str(p) for p in sorted(cache.glob("*.safetensors")) if p.with_suffix(".json").is_file()]
     for path in [*_trained(), *files]:
         p = Path(path)
         weights = p if p.suffix == ".safetensors" else p.with_name(p.name + ".safetensors")
-        if weights.is_file() and weights.with_suffix(".json").is_file():
+        if weights.is_file() and _is_denoiser(weights.with_suffix(".json")):
             label = f"{weights.stem} ({'imported' if weights.parent == cache else 'trained'})"
             out.setdefault(label, str(weights))
     return out
