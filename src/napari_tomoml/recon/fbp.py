@@ -3,8 +3,8 @@
 The torch engine filters each projection row in Fourier space (zero-padded so nothing wraps),
 weights each angle by its share of the half turn (so 180°, 360° and uneven angle sets all come
 out right), and then either grids the filtered spectra onto a Cartesian 2-D spectrum and inverts
-it with one FFT (``method="gridrec"``, :mod:`napari_tomoml.recon.gridrec`: tens of times faster
-at detector sizes) or back-projects many slices at once with the sparse back-projector of
+it with one FFT (``method="gridrec"``, :mod:`napari_tomoml.recon.gridrec`: 9-13x faster than
+the back-projection at 512-2048 pixels, benchmarks/results.md) or back-projects many slices at once with the sparse back-projector of
 :mod:`napari_tomoml.recon.geometry` (``method="backprojection"``, the exact transpose of
 :func:`~napari_tomoml.recon.project`). ASTRA (2-D CPU) and tomopy can be used instead where
 they are installed, as peers to compare with.
