@@ -65,3 +65,26 @@ def test_task_menu_swaps_parameters_and_bad_inputs_notify(make_napari_viewer, tm
     widget.run()
     assert not widget.runner.running and "no such file or folder" in notifications[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_cancel_stops_the_batch_and_keeps_what_finished(make_napari_viewer, qtbot, folder, tmp_path, notifications):
+    from napari_tomoml.tasks.batch import read_summary
+
+    for i in range(3, 8):  # more files, each slow enough (SIRT) to cancel in the middle
+        (folder / f"scan_{i}.h5").write_bytes((folder / "scan_0.h5").read_bytes())
+    viewer = make_napari_viewer()
+    widget = dock(viewer, "Batch")
+    widget.input_edit.setText(str(folder))
+    widget.output_edit.setText(str(tmp_path / "out"))
+    widget.params.algorithm.value = "sirt"
+    widget.params.n_iter.value = 300
+    widget.params.device.value = "cpu"
+    widget.run_button.click()
+    qtbot.waitUntil(lambda: widget.status(0) == "ok", timeout=60_000)
+    widget.runner.cancel_button.click()
+    assert wait_done(qtbot, widget.runner) == "cancelled"
+    statuses = [widget.status(i) for i in range(8)]
+    assert statuses[0] == "ok" and "cancelled" in statuses and not any(s.startswith("running") for s in statuses)
+    qtbot.waitUntil(lambda: (tmp_path / "out" / "batch-summary.csv").exists(), timeout=10_000)
+    summary = read_summary(tmp_path / "out" / "batch-summary.csv")
+    assert "cancelled" in summary["status"] and not list((tmp_path / "out").glob(".*"))  # no temporary left

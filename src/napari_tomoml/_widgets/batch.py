@@ -60,6 +60,7 @@ class BatchWidget(QWidget):
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.setToolTip("double-click a finished file to open its result")
         self.params = None  # magicgui Container of the chosen task's parameters
+        self._steps = None  # the running batch generator
 
         form = QFormLayout()
         form.addRow("Inputs", _with_browse(self.input_edit, self._browse_input))
@@ -120,9 +121,11 @@ class BatchWidget(QWidget):
         self.table.setRowCount(len(sources))
         for i, src in enumerate(sources):
             self._set_row(i, [src.name, "waiting", "", ""])
-        self.runner.run(batch_steps, spec, inputs, out_dir, options=options, resume=self.resume_check.isChecked(),
-                        workers=self.workers_spin.value(), on_progress=self._on_progress,
-                        on_finish=self._on_finish, description=f"batch {spec.name}")
+        # kept here so that a cancelled run is closed at once: its summary written, its temporary removed
+        self._steps = batch_steps(spec, inputs, out_dir, options=options, resume=self.resume_check.isChecked(),
+                                  workers=self.workers_spin.value())
+        self.runner.run(lambda steps: steps, self._steps, on_progress=self._on_progress, on_finish=self._on_finish,
+                        description=f"batch {spec.name}")
 
     def _set_row(self, i: int, values: list[str]) -> None:
         for j, value in enumerate(values):
@@ -141,6 +144,9 @@ class BatchWidget(QWidget):
             self._set_row(i, [None, f"running {100 * int(p.data['file_done']) // total}%", None, None])
 
     def _on_finish(self, status: str) -> None:
+        if self._steps is not None:  # the worker has stopped: nothing runs the generator now
+            self._steps.close()
+            self._steps = None
         if status == "ok":
             return
         for i in range(self.table.rowCount()):  # what never finished is not done
