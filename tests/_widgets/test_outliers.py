@@ -42,7 +42,7 @@ def test_scores_and_map_land_in_layer_features(computed):
     assert set(np.argsort(-features["score"].to_numpy())[:3]) == {7, 50, 93}
     assert widget.colour_combo.findText("band3") >= 0
     assert not widget.density_check.isChecked()  # few points: a scatter plot
-    assert len(widget.scatter.data) == 120
+    assert (widget.point_colours >= 0).all()  # every item drawn as a point
 
 
 def test_selecting_a_point_moves_the_viewer(computed):
@@ -95,16 +95,18 @@ def test_colour_by_and_density_mode(computed):
     viewer, layer, widget = computed
     widget.colour_combo.setCurrentText("group")
     widget.colour_combo.setCurrentText("band2")
-    brushes = widget.scatter.data["brush"]
-    assert len({b.color().name() for b in brushes}) > 5  # a colour per value, not one for all
+    levels = widget.point_colours
+    band2 = widget.columns["band2"]
+    assert len(set(levels)) > 5  # a colour per value, not one for all
+    assert levels[np.argmax(band2)] > levels[np.argmin(band2)]
     widget.density_check.setChecked(True)
-    assert widget.density.isVisible() and not widget.scatter.isVisible()
+    assert widget.density.isVisible() and (widget.point_colours == -1).all()
     image = widget.density.image
     assert image.shape == (200, 200) and np.isclose(np.expm1(image).sum(), 120)
 
 
 def test_hundred_thousand_points_open_as_density(make_napari_viewer):
-    """100k points: the map opens as a density image; switching to points keeps one shared brush set."""
+    """100k points: the map opens as a density image; as points, each is coloured by its score."""
     viewer = make_napari_viewer()
     layer = viewer.add_image(np.zeros((100_000, 2, 2), np.float32), name="patches")
     widget = dock(viewer, "Outliers")
@@ -112,10 +114,11 @@ def test_hundred_thousand_points_open_as_density(make_napari_viewer):
     columns = {"item": np.arange(100_000), "x": rng.normal(size=100_000), "y": rng.normal(size=100_000),
                "score": rng.random(100_000), "lof": rng.random(100_000)}
     widget.set_table(columns, layer)
-    assert widget.density_check.isChecked() and not widget.scatter.isVisible()
+    assert widget.density_check.isChecked() and (widget.point_colours == -1).all()
     widget.density_check.setChecked(False)
-    assert len(widget.scatter.data) == 100_000
-    assert len({id(b) for b in widget.scatter.data["brush"]}) <= 64
+    levels = widget.point_colours
+    assert (levels >= 0).all()
+    assert np.corrcoef(levels, columns["score"])[0, 1] > 0.99  # coloured by score
     assert widget.select_at(columns["x"][12345], columns["y"][12345]) == 12345
     assert viewer.dims.point[0] == 12345
 

@@ -95,6 +95,7 @@ class OutliersWidget(QWidget):
         self.groups = np.zeros(0, dtype=int)
         self.selected = np.zeros(0, dtype=int)
         self._xy = np.zeros((0, 2))
+        self._drawn: list[np.ndarray] = []  # items drawn by each colour level's scatter item
         self._tree = None
 
         self.layer_combo = LayerCombo(napari_viewer, ndim=3)
@@ -129,10 +130,16 @@ class OutliersWidget(QWidget):
         self.plot.setMinimumHeight(260)
         self.plot.hideAxis("left")
         self.plot.hideAxis("bottom")
-        self.scatter = pg.ScatterPlotItem(size=5, pen=None, pxMode=True, antialias=False, useCache=True)
+        # one scatter item per colour level, each with a single brush: recolouring 100k points is
+        # then 64 array updates, not 100k per-point brushes (seconds in pyqtgraph)
+        cmap = pg.colormap.get("viridis")
+        self.scatters = [
+            pg.ScatterPlotItem(size=5, pen=None, brush=pg.mkBrush(c), pxMode=True, antialias=False)
+            for c in cmap.getLookupTable(nPts=_LEVELS, mode="qcolor")
+        ]
         self.density = pg.ImageItem()
         self.ring = pg.ScatterPlotItem(size=16, pen=pg.mkPen("r", width=2), brush=None, pxMode=True)
-        for item in (self.density, self.scatter, self.ring):
+        for item in (self.density, *self.scatters, self.ring):
             self.view.addItem(item)
         self.plot.scene().sigMouseClicked.connect(self._scene_clicked)
         self.plot.scene().sigMouseMoved.connect(self._scene_moved)
@@ -243,24 +250,38 @@ class OutliersWidget(QWidget):
             return self.groups.astype(float)
         return np.asarray(self.columns[name], dtype=float)
 
-    def _brushes(self, values: np.ndarray) -> list:
+    @staticmethod
+    def _levels(values: np.ndarray) -> np.ndarray:
+        """Colour level 0.._LEVELS-1 of each value (1st to 99th percentile stretched)."""
         lo, hi = np.nanpercentile(values, [1, 99]) if len(values) else (0.0, 1.0)
-        level = np.clip(((values - lo) / (hi - lo if hi > lo else 1.0) * (_LEVELS - 1)), 0, _LEVELS - 1)
-        cmap = pg.colormap.get("viridis")
-        palette = [pg.mkBrush(c) for c in cmap.getLookupTable(nPts=_LEVELS, mode="qcolor")]
-        return [palette[i] for i in np.nan_to_num(level).astype(int)]
+        level = np.clip((values - lo) / (hi - lo if hi > lo else 1.0) * (_LEVELS - 1), 0, _LEVELS - 1)
+        return np.nan_to_num(level).astype(int)
 
     def _recolour(self, *_: Any) -> None:
         if self.columns is None or self.density_check.isChecked():
             return
-        name = self.colour_combo.currentText() or "score"
-        self.scatter.setBrush(self._brushes(self._values(name)))
+        levels = self._levels(self._values(self.colour_combo.currentText() or "score"))
+        order = np.argsort(levels, kind="stable")
+        bounds = np.searchsorted(levels[order], np.arange(_LEVELS + 1))
+        self._drawn = [order[bounds[k] : bounds[k + 1]] for k in range(_LEVELS)]
+        for items, scatter in zip(self._drawn, self.scatters):
+            scatter.setData(pos=self._xy[items])
+
+    @property
+    def point_colours(self) -> np.ndarray:
+        """The colour level each item is drawn with now (-1 where not drawn as a point)."""
+        out = np.full(len(self._xy), -1)
+        for k, (items, scatter) in enumerate(zip(self._drawn, self.scatters)):
+            if scatter.isVisible():
+                out[items] = k
+        return out
 
     def _redraw(self, *_: Any) -> None:
         if self.columns is None:
             return
         density = self.density_check.isChecked()
-        self.scatter.setVisible(not density)
+        for scatter in self.scatters:
+            scatter.setVisible(not density)
         self.density.setVisible(density)
         if density:
             (x0, y0), (x1, y1) = self._xy.min(0), self._xy.max(0)
@@ -270,7 +291,6 @@ class OutliersWidget(QWidget):
             self.density.setColorMap(pg.colormap.get("inferno"))
             self.density.setRect(x0, y0, max(x1 - x0, 1e-9), max(y1 - y0, 1e-9))
         else:
-            self.scatter.setData(pos=self._xy, data=np.arange(len(self._xy)))
             self._recolour()
 
     # ------------------------------------------------------------------ linking

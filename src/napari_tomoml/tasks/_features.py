@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import ndimage, stats
+from scipy import ndimage
 
 from ..errors import InputError, ModelFileError
 from ..progress import Progress
@@ -200,11 +200,14 @@ def _spectrum_chunk(chunk: np.ndarray, bands: np.ndarray) -> np.ndarray:
     total = band_power.sum(1, keepdims=True)
     shape = np.log10((band_power + 1e-12 * total + 1e-30) / (total + 1e-30))
     p1, p50, p99 = np.percentile(flat, [1, 50, 99], axis=1)
-    std = flat.std(1)
+    # moments by hand: scipy.stats.skew/kurtosis demean twice and cost 3x the rest
+    centred = flat - mean[:, None]
+    sq = centred * centred
+    m2 = sq.mean(1)
     with np.errstate(all="ignore"):
-        skew = np.nan_to_num(stats.skew(flat, axis=1))
-        kurt = np.nan_to_num(stats.kurtosis(flat, axis=1))
-    return np.column_stack([shape, mean, np.log10(std + 1e-12), p1, p50, p99, skew, kurt])
+        skew = np.nan_to_num((sq * centred).mean(1) / m2**1.5)
+        kurt = np.nan_to_num((sq * sq).mean(1) / m2**2 - 3.0)
+    return np.column_stack([shape, mean, np.log10(np.sqrt(m2) + 1e-12), p1, p50, p99, skew, kurt])
 
 
 def _spectrum_steps(stack: Any, name: str) -> Generator[Progress, None, FeatureTable]:
