@@ -22,7 +22,7 @@ def volume(rng):
 
 
 def test_identity_model_round_trips_units_shape_and_dtype(volume):
-    out, meta = run_to_end(denoise_steps(volume, LoadedModel(MiddleSlice(depth=3)), device="cpu", tile=16, overlap=4))
+    out, meta = run_to_end(denoise_steps(volume, LoadedModel(MiddleSlice(depth=3)), device="cpu"))
     assert out.shape == volume.shape and out.dtype == np.float32
     np.testing.assert_allclose(out, volume, rtol=1e-5)  # normalisation applied and undone
     lo, hi = np.percentile(volume, [0.5, 99.5])
@@ -33,7 +33,7 @@ def test_identity_model_round_trips_units_shape_and_dtype(volume):
 def test_saved_model_on_a_single_slice(tmp_path, volume):
     torch.manual_seed(0)
     path = save_model(TomoGAN(depth=3), tmp_path / "m")
-    steps = denoise_steps(volume[0], path, device="cpu", tile=32, overlap=8, batch=2)
+    steps = denoise_steps(volume[0], path, device="cpu", batch=2)
     progress = []
     while True:
         try:
