@@ -135,10 +135,16 @@ def fourier_shift(stack: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
         ky = _frequencies(h, stack.device)[None, :, None]
         kx = _frequencies(w, stack.device)[None, None, :]
         s = shifts[a : a + per]
-        phase = -2 * math.pi * (ky * s[:, 0, None, None] + kx * s[:, 1, None, None])
-        moved = torch.fft.ifft2(torch.fft.fft2(padded) * torch.polar(torch.ones_like(phase), phase)).real
+        # the phase ramp is separable: two 1-D ramps instead of trigonometry on every pixel
+        ramp_y = _unit(-2 * math.pi * ky[..., 0] * s[:, 0, None])[:, :, None]
+        ramp_x = _unit(-2 * math.pi * kx[:, 0] * s[:, 1, None])[:, None, :]
+        moved = torch.fft.ifft2(torch.fft.fft2(padded) * ramp_y * ramp_x).real
         out[a : a + per] = moved[:, pad_y : pad_y + rows, pad : pad + cols].to(stack.dtype)
     return out
+
+
+def _unit(phase: torch.Tensor) -> torch.Tensor:
+    return torch.polar(torch.ones_like(phase), phase)
 
 
 # --------------------------------------------------------------------------- registration
@@ -207,14 +213,20 @@ def _register_once(moving, reference, estimate_dy, window, newton_steps: int = 8
         py = torch.where(py > h // 2, py - h, py)
         px = torch.where(px > w // 2, px - w, px)
         s = torch.stack([py, px], dim=1)
+        ky1, kx1 = kyy[0, :, 0], kx[0, 0, :]
+        powers_y = torch.stack([torch.ones_like(ky1), ky1, ky1 * ky1], dim=1).to(cross.dtype)  # (h, 3)
+        powers_x = torch.stack([torch.ones_like(kx1), kx1, kx1 * kx1], dim=1).to(cross.dtype)  # (w, 3)
         for _ in range(newton_steps):
-            phase = kyy * s[:, 0, None, None] + kx * s[:, 1, None, None]
-            z = cross * torch.polar(torch.ones_like(phase), phase)
-            re, im = z.real, z.imag
-            grad = torch.stack([-(im * kyy).sum((1, 2)), -(im * kx).sum((1, 2))], dim=1)
-            hyy = -(re * kyy * kyy).sum((1, 2))
-            hxx = -(re * kx * kx).sum((1, 2))
-            hxy = -(re * kyy * kx).sum((1, 2))
+            # moments[p, q] = sum R ky^p kx^q exp(i k.s): the correlation's value, gradient and
+            # curvature at s, by two small matrix products (the phase is separable)
+            vx = _unit(kx1[None, :] * s[:, 1, None])[:, :, None] * powers_x  # (B, w, 3)
+            vy = _unit(ky1[None, :] * s[:, 0, None])[:, :, None] * powers_y  # (B, h, 3)
+            moments = torch.einsum("bhp,bhq->bpq", vy, torch.bmm(cross, vx))
+            re, im = moments.real, moments.imag
+            grad = torch.stack([-im[:, 1, 0], -im[:, 0, 1]], dim=1)
+            hyy = -re[:, 2, 0]
+            hxx = -re[:, 0, 2]
+            hxy = -re[:, 1, 1]
             if not use_dy:
                 hyy = -torch.ones_like(hyy)  # dy is fixed at 0: a unit curvature keeps its step at 0
             det = hyy * hxx - hxy * hxy
