@@ -234,3 +234,18 @@ def test_cli_outliers(tmp_path, sinograms, capsys):
     assert out.read_text().startswith("item,score,lof,")
     assert cli.main(["outliers", str(tmp_path / "sinos.npy"), "--out", str(tmp_path / "sinos.npy"), "-q",
                      "--overwrite"]) == 2  # never over the input
+
+
+def test_a_model_that_cannot_take_the_items_is_one_clear_error(tmp_path, monkeypatch):
+    from napari_tomoml.errors import ModelFileError
+    from napari_tomoml.models.store import save_model
+    from napari_tomoml.models.tomogan import TomoGAN
+
+    path = save_model(TomoGAN(depth=1), tmp_path / "tg")
+
+    def refuse(self, x):  # what torch raises when a layer does not fit the input
+        raise RuntimeError("Given groups=1, weight of size [8, 1, 1, 1], expected input[2, 3, 5, 5]\nmore")
+
+    monkeypatch.setattr(TomoGAN, "forward", refuse)
+    with pytest.raises(ModelFileError, match=r"cannot take items of shape \(5, 5\): Given groups=1.*5, 5\]$"):
+        tm.outlier_scores(np.random.default_rng(0).random((10, 5, 5)), features=f"model:{path}")

@@ -46,11 +46,15 @@ PICK_PIXELS = 12  # a click selects the nearest point within this many screen pi
 _LEVELS = 64  # colours of a colour-by column (brushes are shared, so 100k points stay cheap)
 
 
+IMAGE_NETWORKS = ("tomogan", "unet")  # bundled architectures whose encoder takes one image
+
+
 def _bundled_models() -> list[str]:
     try:
-        from ..models.store import bundled_models
+        from ..models.store import WEIGHTS_DIR, bundled_models, read_card
 
-        return [f"model:{name}" for name in bundled_models()]
+        return [f"model:{name}" for name in bundled_models()
+                if read_card(WEIGHTS_DIR / f"{name}.json").get("architecture") in IMAGE_NETWORKS]
     except Exception:  # pragma: no cover - a broken install must not break the widget
         return []
 

@@ -25,6 +25,7 @@ Every kind returns raw values; :func:`standardize` puts them on one scale for di
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -344,6 +345,16 @@ def _bottleneck(module: Any, x: Any) -> tuple[str, Any]:
     return name, out
 
 
+@contextmanager
+def _model_errors(spec: str, item_shape: tuple[int, ...]) -> Iterator[None]:
+    """A network that cannot take these items says so in one line (not a torch traceback)."""
+    try:
+        yield
+    except (RuntimeError, ValueError, TypeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelFileError(f"model {spec!r} cannot take items of shape {tuple(item_shape)}: {first}") from None
+
+
 def _model_steps(stack: Any, name: str, spec: str, state: dict) -> Generator[Progress, None, FeatureTable]:
     import torch
     from torch import nn
@@ -377,7 +388,7 @@ def _model_steps(stack: Any, name: str, spec: str, state: dict) -> Generator[Pro
     for start, chunk in iter_chunks(stack, name, budget=budget):
         x = torch.from_numpy(np.ascontiguousarray(norm.apply(chunk), dtype=np.float32))[:, None]
         x = x.expand(-1, channels, -1, -1)  # one item in every input channel (slice context)
-        with torch.inference_mode():
+        with torch.inference_mode(), _model_errors(spec, chunk.shape[1:]):
             if callable(encode):
                 act = encode(x)
             elif "module" not in target:
