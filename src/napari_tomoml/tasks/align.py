@@ -78,7 +78,7 @@ def _learned_steps(proj, theta, model, iterations, device):
     loaded = load_model(model, device=device)
     if not isinstance(loaded.module, MomentAligner):
         raise InputError(f"model {model!r} is a {loaded.card.get('architecture')} model, not an aligner")
-    tensor = torch.as_tensor(proj).to(device)
+    tensor = (proj if isinstance(proj, torch.Tensor) else torch.from_numpy(np.array(proj, np.float32))).to(device)
     shifts = yield from predict_shifts(loaded.module, tensor, theta, iterations=int(iterations))
     return shifts, {"model": loaded.source, "card": loaded.card}
 
