@@ -69,6 +69,7 @@ def quality(args: argparse.Namespace) -> dict:
                             nconv=args.nconv, batch=args.batch, val_every=max(50, args.steps // 10), progress=_report)
     t_train = time.perf_counter() - t
 
+    tm.ptycho.predict(pat_test[:8], model=model, device="cpu")  # warm-up: one-off allocations are not per position
     t = time.perf_counter()
     _, ph = tm.ptycho.predict(pat_test, model=model, device="cpu", batch=256)
     t_nn = time.perf_counter() - t
@@ -96,6 +97,38 @@ def quality(args: argparse.Namespace) -> dict:
     print(json.dumps(out, indent=1), flush=True)
     if args.save:
         np.savez_compressed(args.save, truth=truth, ptychonn=stitched, epie=np.angle(rec_test), region=out["region"])
+    return out
+
+
+def speed(args: argparse.Namespace) -> dict:
+    """Per-position time of PtychoNN (warm, batched) and ePIE on the held-out scan alone (no training: the
+    network's cost does not depend on its weights)."""
+    n = args.window
+    obj = sim.random_object((args.height, args.width), seed=args.seed)
+    probe = sim.focused_probe(n, aperture=args.aperture * 32 / n, defocus=args.defocus, photons=args.photons)
+    d = sim.probe_diameter(probe)
+    test_x0 = int(args.width * 0.7) + n // 2
+    pos = sim.spiral_scan((args.height, args.width - test_x0), n, d, overlap=0.6) + [0, test_x0]
+    pat = sim.simulate(obj, probe, pos, photons=args.photons, seed=2)
+    torch.manual_seed(0)
+    net = PtychoNN(nconv=args.nconv).eval()
+    tm.ptycho.predict(pat[:8], model=net, device="cpu")
+    times = {}
+    for name, run in {
+        "ptychonn": lambda: tm.ptycho.predict(pat, model=net, device="cpu", size=n),
+        "epie_batched": lambda: tm.ptycho.epie(pat, pos, probe, iterations=args.epie_iterations, device="cpu"),
+        "epie_sequential": lambda: tm.ptycho.epie(pat, pos, probe, iterations=args.epie_iterations, batch=1,
+                                                  device="cpu"),
+    }.items():
+        t = time.perf_counter()
+        run()
+        times[name] = 1e3 * (time.perf_counter() - t) / len(pos)
+    out = {f"{k}_ms_per_position": v for k, v in times.items()}
+    out.update({"positions": len(pos), "epie_iterations": args.epie_iterations,
+                "ratio_vs_batched_epie": times["epie_batched"] / times["ptychonn"],
+                "ratio_vs_sequential_epie": times["epie_sequential"] / times["ptychonn"],
+                "ptychonn_gflop_per_position": flops_per_frame(net, n) / 1e9})
+    print(json.dumps(out, indent=1), flush=True)
     return out
 
 
@@ -172,11 +205,15 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--skip-quality", action="store_true")
     p.add_argument("--skip-live", action="store_true")
+    p.add_argument("--speed-only", action="store_true", help="per-position PtychoNN vs ePIE times only")
     p.add_argument("--save", help="write truth / PtychoNN / ePIE phase images to this .npz")
     args = p.parse_args()
     args.live_frames = {64: args.frames_64, 128: args.frames_128}
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), CPU {torch.backends.cpu.get_cpu_capability()}")
+    if args.speed_only:
+        speed(args)
+        return
     if not args.skip_quality:
         quality(args)
     if not args.skip_live:

@@ -106,11 +106,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     took = time.perf_counter() - t
     pos = _positions(args.positions, len(phase))
     if pos is not None:
-        scale = ds.patterns.shape[1] / phase.shape[1]
-        shape = tuple(args.shape) if args.shape else tuple(int(v) for v in np.ceil((pos.max(axis=0) + ds.patterns.shape[1]) / scale))
-        if args.shape:
-            shape = tuple(int(np.ceil(s / scale)) for s in args.shape)
-        result = stitch(phase, pos / scale, shape)
+        scale = ds.patterns.shape[1] / phase.shape[1]  # object pixels per predicted pixel
+        extent = args.shape or pos.max(axis=0) + ds.patterns.shape[1]
+        result = stitch(phase, pos / scale, tuple(int(np.ceil(v / scale)) for v in extent))
     else:
         result = phase
     _save_npy(out, result, args.overwrite)

@@ -350,6 +350,8 @@ class LiveEngine:
         self.latest: np.ndarray | None = None
         self._times: collections.deque[tuple[float, int]] = collections.deque()
         self.first_result: float | None = None
+        self._first_count = 0
+        self._last_result = 0.0
         self.frame_size: int | None = None
         self.max_buffered = 0
 
@@ -405,8 +407,9 @@ class LiveEngine:
         self.latest = out[-1, 0]
         self.inferred += len(frames)
         now = time.perf_counter()
-        if self.first_result is None:
-            self.first_result = now
+        if self.first_result is None:  # the sustained rate counts from the end of the first batch
+            self.first_result, self._first_count = now, self.inferred
+        self._last_result = now
         self._times.append((now, self.inferred))
 
     def steps(self, *, max_frames: int | None = None, duration: float | None = None,
@@ -440,19 +443,10 @@ class LiveEngine:
         counters = self.counters()
         counters["elapsed_s"] = time.perf_counter() - start
         counters["max_buffered"] = self.max_buffered
-        if self.first_result is not None and self._all_times:
-            span = self._times[-1][0] - self.first_result
-            counters["sustained_rate"] = (self.inferred - self._first_batch) / span if span > 0 else 0.0
+        if self.first_result is not None:
+            span = self._last_result - self.first_result
+            counters["sustained_rate"] = (self.inferred - self._first_count) / span if span > 0 else 0.0
         return LiveResult(self._image(self.phase), self._image(self.amplitude), counters)
-
-    @property
-    def _all_times(self) -> bool:
-        return len(self._times) > 0
-
-    @property
-    def _first_batch(self) -> int:
-        # frames of the first batch finished at first_result: the sustained rate counts those after it
-        return self._times[0][1] if self.first_result == self._times[0][0] else 0
 
     def _total(self) -> int:
         total = getattr(self.source, "total", None)
