@@ -33,7 +33,7 @@ def test_volume_lands_in_view_over_projections(make_napari_viewer):
     assert 0 <= lo < hi <= 1  # from the volume's own values
 
 
-def test_update_in_place_and_labels_by_kind(make_napari_viewer):
+def test_update_in_place_labels_by_kind_and_labels_layers(make_napari_viewer):
     viewer = make_napari_viewer()
     a = show_result(viewer, np.ones((4, 5, 6), np.float32) * np.arange(6), name="r", metadata={"kind": "sinograms"})
     assert viewer.dims.axis_labels == ("row", "angle", "col")
@@ -43,13 +43,10 @@ def test_update_in_place_and_labels_by_kind(make_napari_viewer):
     assert axis_labels_for(2, {}) == ("y", "x")
     assert axis_labels_for(3, {"task": "centre check"}) == ("centre", "y", "x")
     assert axis_labels_for(4, {"kind": "volume"}) == ("axis 0", "z", "y", "x")
-
-
-def test_labels_layer_and_existing_layer(make_napari_viewer):
-    viewer = make_napari_viewer()
+    # a labels result, and an existing layer brought back into view
     img = viewer.add_image(np.random.default_rng(1).random((6, 16, 16)), name="img")
     labels = show_result(viewer, (img.data > 0.5).astype(np.int32), name="seg", layer_type="labels", source=img)
-    assert labels._type_string == "labels" and not img.visible
+    assert type(labels).__name__ == "Labels" and not img.visible
     again = show_result(viewer, img, source=labels)
     assert again is img and img.visible and not labels.visible
     in_view(viewer, img)

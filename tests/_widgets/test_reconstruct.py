@@ -271,7 +271,7 @@ def test_beamline_options_reach_the_result(make_napari_viewer, qtbot, projection
     viewer, widget = _viewer_with(make_napari_viewer, projections)
     widget.live_check.setChecked(False)
     widget.algorithm_combo.setCurrentText("tv")
-    widget.iter_spin.setValue(5)
+    widget.iter_spin.setValue(2)
     widget.beamline.tv_spin.setValue(0.002)
     widget.beamline.support_check.setChecked(True)
     widget.beamline.rings_check.setChecked(True)

@@ -80,8 +80,8 @@ def test_missing_save_path_and_same_layer_are_reported(pair_layers, qtbot, notif
 @pytest.mark.slow
 def test_default_pairs_by_name_and_metadata(make_napari_viewer, rng):
     viewer = make_napari_viewer()
-    viewer.open_sample("napari-tomoml", "phantom")
     vol = rng.random((2, 16, 16)).astype(np.float32)
+    viewer.add_image(vol, name="phantom (ground truth)", metadata={"kind": "volume"})  # as the sample data
     for name in ("projections (normal dose) fbp", "projections (low dose) fbp"):
         viewer.add_image(vol, name=name, metadata={"task": "reconstruct", "kind": "volume"})
     viewer.add_image(vol[0], name="reconstruction preview", metadata={"task": "preview"})
