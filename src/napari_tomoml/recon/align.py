@@ -143,6 +143,11 @@ def fourier_shift(stack: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def _tensor(proj) -> torch.Tensor:
+    """A float32 tensor of the stack; read-only (memory-mapped) numpy input is copied."""
+    return proj if isinstance(proj, torch.Tensor) else torch.from_numpy(np.require(proj, np.float32, ["C", "W"]))
+
+
 def _unit(phase: torch.Tensor) -> torch.Tensor:
     return torch.polar(torch.ones_like(phase), phase)
 
@@ -248,7 +253,7 @@ def xcorr_steps(projections, theta, *, device="cpu") -> Generator[Progress, None
     a random walk, which is why :func:`joint_steps` exists.
     """
     proj, theta = check_stack(projections, theta)
-    p = proj if isinstance(proj, torch.Tensor) else torch.from_numpy(np.asarray(proj, np.float32))
+    p = _tensor(proj)
     p = p.to(device)
     rel = register(p[1:], p[:-1]).cpu().double().numpy()
     shifts = np.concatenate([np.zeros((1, 2)), np.cumsum(rel, axis=0)])
@@ -292,7 +297,7 @@ def joint_steps(
     the registration (e.g. a learned predictor). Returns ``(shifts, metadata)``.
     """
     proj, theta = check_stack(projections, theta)
-    p = torch.as_tensor(np.asarray(proj, np.float32) if not isinstance(proj, torch.Tensor) else proj)
+    p = _tensor(proj)
     p = p.to(device=device, dtype=torch.float32)
     n_angles, rows, cols = p.shape
     c0 = cols / 2.0 if center is None else float(center)

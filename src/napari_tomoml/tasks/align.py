@@ -78,7 +78,7 @@ def _learned_steps(proj, theta, model, iterations, device):
     loaded = load_model(model, device=device)
     if not isinstance(loaded.module, MomentAligner):
         raise InputError(f"model {model!r} is a {loaded.card.get('architecture')} model, not an aligner")
-    tensor = (proj if isinstance(proj, torch.Tensor) else torch.from_numpy(np.array(proj, np.float32))).to(device)
+    tensor = classical._tensor(proj).to(device)
     shifts = yield from predict_shifts(loaded.module, tensor, theta, iterations=int(iterations))
     return shifts, {"model": loaded.source, "card": loaded.card}
 
@@ -172,7 +172,7 @@ def apply_shifts(projections, shifts, *, device="auto"):
         raise InputError("projections contain NaN or infinite values; replace them first")
     s = classical.check_shifts(shifts, arr.shape[0])
     was_numpy = not isinstance(arr, torch.Tensor)
-    tensor = torch.from_numpy(np.ascontiguousarray(arr)) if was_numpy else arr
+    tensor = torch.from_numpy(np.require(arr, np.float32, ['C', 'W'])) if was_numpy else arr
     dev = resolve_device(device) if was_numpy or device != "auto" else tensor.device
     out = classical.fourier_shift(tensor.to(dev), -torch.from_numpy(s).float())
     return out.cpu().numpy() if was_numpy else out
