@@ -118,3 +118,12 @@ def test_bad_input_is_a_clear_error(kwargs, match):
     args.update(kwargs)
     with pytest.raises(InputError, match=match):
         tm.ptycho.simulate(args["obj"], args["probe"], args["positions"], photons=photons)
+
+
+def test_public_names_and_submodules_are_reachable_from_tm():
+    import napari_tomoml.ptycho as ptycho
+
+    for name in ptycho.__all__:
+        assert getattr(tm.ptycho, name) is not None
+    assert tm.ptycho.live.LiveEngine is tm.ptycho.LiveEngine
+    assert tm.ptycho.sim.simulate is tm.ptycho.simulate

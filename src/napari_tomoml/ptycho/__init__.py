@@ -38,7 +38,12 @@ _PUBLIC = {
 __all__ = sorted(_PUBLIC)
 
 
+_SUBMODULES = {"sim", "stitching", "iterative", "compare", "io", "nn", "live", "online"}
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:  # tm.ptycho.live.FrameBuffer without an explicit import
+        return importlib.import_module(f".{name}", __name__)
     try:
         module = _PUBLIC[name]
     except KeyError:
