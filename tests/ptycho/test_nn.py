@@ -76,6 +76,14 @@ def test_predict_shapes_and_sizes(trainset, trained):
     np.testing.assert_allclose(ph_big, ph[:3], atol=1e-5)
 
 
+def test_batched_prediction_equals_one_at_a_time(trainset, trained):
+    x = trainset["patterns"][:6]
+    amp, ph = tm.ptycho.predict(x, model=trained, device="cpu", batch=256)
+    amp1, ph1 = tm.ptycho.predict(x, model=trained, device="cpu", batch=1)
+    np.testing.assert_allclose(ph1, ph, atol=1e-5)
+    np.testing.assert_allclose(amp1, amp, atol=1e-5)
+
+
 def test_saved_model_predicts_the_same(tmp_path, trainset, trained):
     path = save_model(trained.module, tmp_path / "pnn", **{k: trained.card[k] for k in ("training", "metrics", "normalization")})
     _, a = tm.ptycho.predict(trainset["patterns"][:4], model=trained, device="cpu")

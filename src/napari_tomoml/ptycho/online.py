@@ -92,6 +92,9 @@ def online_train_steps(
     ``model`` is a model to start from (it is checked on the first pairs before any training).
 
     Each Progress carries ``data={"round", "pairs", "error" (rad, or None before the first model)}``.
+
+    >>> steps = online_train_steps(pairs, on_model=engine.swap_model, tolerance=0.1, size=64)  # doctest: +SKIP
+    >>> model = run_to_end(steps, progress=True)                                              # doctest: +SKIP
     """
     if tolerance <= 0:
         raise InputError(f"tolerance must be a positive phase error in radians, got {tolerance}")
