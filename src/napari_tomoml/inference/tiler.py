@@ -134,7 +134,7 @@ class Tiler:
     (6, (355, 366))
     >>> t = Tiler(1024, 1024, tile=512, margin=65, multiple=8)
     >>> t.margin, t.n_tiles, t.tile_shape
-    (72, 9, (512, 512))
+    (72, 9, (440, 440))
     """
 
     def __init__(self, height: int, width: int, tile: int = 512, overlap: int = 32, *, margin: int = 0,
