@@ -30,7 +30,7 @@ import numpy as np
 from ..device import resolve_device
 from ..errors import InputError, ScanReadError
 from ..progress import Progress, ProgressArg, run_to_end
-from .nn import _check_size, _resolve_model, model_size, resize_stack, run_network
+from .nn import _check_size, _resolve_model, inference_copy, model_size, resize_stack, run_network
 from .sim import check_patterns, check_positions
 from .stitching import Stitcher
 
@@ -337,7 +337,7 @@ class LiveEngine:
         self.device = resolve_device(device)
         self.batch = max(1, int(batch))
         self.buffer = FrameBuffer(max_buffer)
-        self._model = _resolve_model(model, self.device)
+        self._model = inference_copy(_resolve_model(model, self.device))
         self._size = size
         self._pending: Any = None
         self._lock = threading.Lock()
@@ -357,7 +357,7 @@ class LiveEngine:
 
     def swap_model(self, model: Any) -> None:
         """Use ``model`` from the next batch on (thread-safe; online training calls this)."""
-        resolved = _resolve_model(model, self.device)
+        resolved = inference_copy(_resolve_model(model, self.device))
         with self._lock:
             self._pending = resolved
 
