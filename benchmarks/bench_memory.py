@@ -114,6 +114,7 @@ def main() -> None:
     parser.add_argument("--memory", default="1GiB", help="tomoml reconstruct --memory")
     parser.add_argument("--peer-rows", type=int, default=32, help="rows of the in-memory peer comparison")
     parser.add_argument("--denoise-seconds", type=float, default=None, help="stop the denoise after this long")
+    parser.add_argument("--denoise-batch", default="4", help="tomoml denoise --batch (tiles at once)")
     parser.add_argument("--skip", choices=["reconstruct", "denoise"], action="append", default=[])
     parser.add_argument("--tmp", default=tempfile.gettempdir())
     args = parser.parse_args()
@@ -150,7 +151,7 @@ def main() -> None:
             write_volume(vol, tuple(args.volume))
             results["volume"] = {"shape": args.volume, "gib": vol.stat().st_size / 2**30}
             results["denoise"] = run_measured(
-                [*exe, "denoise", str(vol), str(folder / "den.npy"), "--device", "cpu"], timeout=args.denoise_seconds)
+                [*exe, "denoise", str(vol), str(folder / "den.npy"), "--device", "cpu", "--batch", args.denoise_batch], timeout=args.denoise_seconds)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     print(json.dumps(results, indent=1))

@@ -160,6 +160,12 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
 def _parse_memory(text: str | None) -> int:
     """``--memory``: a size like 1GiB; by default half the memory free now."""
     if text is None:
@@ -207,8 +213,8 @@ def cmd_denoise(args: argparse.Namespace) -> int:
             return stack.enter_context(open_volume(out, shape, overwrite=args.overwrite, inputs=[args.input],
                                                    metadata=_jsonable(meta)))
 
-        denoised, _ = run_to_end(denoise_steps(volume, model=args.model, device=args.device, out=open_out),
-                                 progress=_progress(args))
+        denoised, _ = run_to_end(denoise_steps(volume, model=args.model, device=args.device, batch=args.batch,
+                                               out=open_out), progress=_progress(args))
     print(f"wrote {out} ({' x '.join(map(str, denoised.shape))}, model {args.model})")
     return 0
 
@@ -495,6 +501,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", help="volume to write (.tif, .tiff, .h5, .hdf5, .zarr, .npy)")
     p.add_argument("--model", default="tomogan-lowdose", help="bundled model name or model file path")
     p.add_argument("--device", default="auto")
+    p.add_argument("--batch", type=_positive_int, default=4, help="tiles run at once (default 4); memory "
+                   "grows with it, not with the volume, which is read and written slice by slice")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_denoise)
