@@ -231,6 +231,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small cases, to check the script")
     parser.add_argument("--before", help="a source tree (its src/) to run as the 'before' column")
     parser.add_argument("--skip", nargs="*", default=[], choices=["fbp", "sirt", "center"])
+    parser.add_argument("--output", type=Path, default=RESULTS, help="markdown file to write")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -254,7 +255,7 @@ def main() -> None:
         load = f" Load average after {title}: {os.getloadavg()[0]:.1f}."
         text = "\n".join(header[:2] + [header[2] + load] + header[3:] + sections)
         if not args.quick:  # after every section, so a long run leaves what it has measured
-            RESULTS.write_text(text + "\n")
+            args.output.write_text(text + "\n")
         print("\n" + text, flush=True)
 
     sizes = QUICK if args.quick else {"fbp": FBP_CASES, "sirt": SIRT_CASES, "center": CENTER_SIZES}
