@@ -4,6 +4,7 @@
     python benchmarks/bench_embed.py --sizes 10000   # 10k only
     python benchmarks/bench_embed.py --ranking-only  # only the corrupted-sinogram ranking
     python benchmarks/bench_embed.py --widget-only   # only the widget's drawing of 100k points
+    (the widget's drawing is timed only with a display: headless, prefix xvfb-run -a)
 
 Every measurement runs in its own process, so its peak resident memory (``ru_maxrss``) is its own;
 "after imports" is that process's memory before the work starts. CPU time (user + system of
@@ -199,7 +200,10 @@ def main() -> None:
                      "sklearn-tsne": "sklearn TSNE (peer)"}[job]
             print(f"  {n:6d}  {label:25s} {r['seconds']:7.1f} s  {r['cpu_seconds']:7.1f} s  {r['peak_mib']:7.0f} MiB  "
                   f"{r['after_imports_mib']:7.0f} MiB", flush=True)
-    widget_drawing()
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        widget_drawing()
+    else:
+        print("\n(no display: widget drawing not timed; run under xvfb-run -a)")
     print(f"load average {os.getloadavg()[0]:.1f} at end")
 
 
