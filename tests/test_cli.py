@@ -213,7 +213,7 @@ sys.exit(cli.main(sys.argv[1:]))
 """
 
 
-def test_kill_9_during_training_then_the_same_command_ends_like_an_uninterrupted_run(pair_files, tmp_path, capsys):
+def test_kill_9_during_training_then_the_same_command_ends_like_an_uninterrupted_run(pair_files, tmp_path, capsys, one_torch_thread):
     """Regression: each run checkpointed into a new temporary folder, so a rerun started at step 1."""
     from safetensors.torch import load_file
 

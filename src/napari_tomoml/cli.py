@@ -167,18 +167,23 @@ def _positive_int(text: str) -> int:
 
 
 def _parse_memory(text: str | None) -> int:
-    """``--memory``: a size like 1GiB; by default half the memory free now."""
-    if text is None:
-        import psutil
+    """``--memory``: the command's peak memory, a size like 1GiB (by default half the memory free
+    now), returned as what the task may add to what this process already holds."""
+    import psutil
 
-        return psutil.virtual_memory().available // 2
     from .errors import InputError
     from .tasks.reconstruct import parse_memory
 
+    if text is None:
+        return psutil.virtual_memory().available // 2
     try:
-        return parse_memory(text)
+        limit = parse_memory(text)
     except InputError as exc:
         raise InputError(f"--{exc}") from None
+    held = psutil.Process().memory_info().rss
+    if limit <= held:
+        raise InputError(f"--memory {text}: this command already holds {held / 2**30:.2f} GiB (Python, torch); raise it")
+    return limit - held
 
 
 def _read_volume(path: Path):
@@ -644,8 +649,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (0 success, 2 for a reported error)."""
+    import logging
+
     from .errors import TomomlError
 
+    # zarr 3 reads chunks in asyncio tasks: after one fails (reported below as one line) its
+    # siblings' exceptions would be logged again at exit as "Task exception was never retrieved"
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     parser = build_parser()
     args = parser.parse_args(None if argv is None else list(argv))
     if getattr(args, "func", None) is None:

@@ -117,7 +117,7 @@ run_to_end(_trainer(_pairs(), sys.argv[1], val_every=2).steps(6))
 """
 
 
-def test_kill_9_inside_a_checkpoint_then_resume_equals_an_uninterrupted_run(pairs, tmp_path):
+def test_kill_9_inside_a_checkpoint_then_resume_equals_an_uninterrupted_run(pairs, tmp_path, one_torch_thread):
     """Regression: files of a checkpoint were replaced one at a time; a kill mixed steps 9 and 10."""
     import subprocess
     import sys

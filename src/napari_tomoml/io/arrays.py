@@ -73,8 +73,9 @@ class _CheckedZarr:
         try:
             return self.array[key]
         except Exception as exc:  # noqa: BLE001 - codecs raise RuntimeError, stores OSError/ValueError...
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0]  # one line for the CLI
             raise ScanReadError(
-                f"{self.path}: cannot read zarr array {self.array.path!r} (a corrupt or missing chunk?): {exc}"
+                f"{self.path}: cannot read zarr array {self.array.path!r} (a corrupt or missing chunk?): {reason}"
             ) from None
 
 

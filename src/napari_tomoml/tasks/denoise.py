@@ -18,7 +18,7 @@ import numpy as np
 from ..device import resolve_device
 from ..errors import InputError, ResultError
 from ..inference.runner import torch_predictor
-from ..inference.tiler import Tiler, adjacent_indices, predict_tiled_steps
+from ..inference.tiler import Tiler, adjacent_indices, auto_tile, predict_tiled_steps
 from ..models.normalization import fit_normalization
 from ..models.store import LoadedModel, load_model
 from ..progress import Progress, ProgressArg, run_to_end
@@ -101,14 +101,18 @@ def denoise_steps(
                 del cache[old]
             yield affine.apply(window)
 
-    per_slice = Tiler(*vol.shape[1:], tile=tile, overlap=overlap).n_tiles
+    predict = torch_predictor(loaded.module, dev)
+    margin, multiple = predict.receptive_field, predict.size_multiple
+    tile_side = tile if tile is not None else auto_tile(predict.bytes_per_pixel, batch=batch, multiple=multiple)
+    # the same tiler the prediction builds below, so the progress total is exact
+    per_slice = Tiler(*vol.shape[1:], tile=tile_side, overlap=overlap, margin=margin, multiple=multiple).n_tiles
     total = nz * per_slice
     metadata = {
         "task": "denoise",
         "model": loaded.source,
         "card": loaded.card,
         "normalization": {"offset": affine.offset, "scale": affine.scale},
-        "parameters": {"device": str(dev), "tile": tile, "overlap": overlap, "batch": batch},
+        "parameters": {"device": str(dev), "tile": tile_side, "overlap": overlap, "batch": batch},
         "edge_slices": "mirrored",
     }
     if out is None:
@@ -118,7 +122,7 @@ def denoise_steps(
     if tuple(out.shape) != tuple(vol.shape):
         raise InputError(f"out has shape {tuple(out.shape)}; the volume is {tuple(vol.shape)}")
     done = nonfinite = 0
-    steps = predict_tiled_steps(windows(), torch_predictor(loaded.module, dev), tile=tile, overlap=overlap, batch=batch)
+    steps = predict_tiled_steps(windows(), predict, tile=tile_side, overlap=overlap, batch=batch)
     for finished in steps:
         for z, image in finished:
             image = affine.undo(image)
