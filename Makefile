@@ -36,10 +36,11 @@ run: setup
 test: setup
 	$(PY) -m pytest
 
-# Benchmarks are run by hand (never in CI); ASTRA is their optional peer.
+# Benchmarks are run by hand (never in CI), on a quiet machine; ASTRA is their optional peer.
+# bench_all.py writes benchmarks/results.md (FBP, SIRT, find_center; about 45 min on 2 cores).
 bench: setup
 	$(PY) -m pip install -q -e ".[astra]"
-	$(PY) benchmarks/bench_fbp.py
+	$(PY) benchmarks/bench_all.py
 
 clean:
 	rm -rf $(VENV) out .cache .pytest_cache
