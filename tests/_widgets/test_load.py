@@ -108,7 +108,7 @@ def test_loaded_projections_and_sinograms_come_into_view(make_napari_viewer, qtb
     in_view(viewer, proj)
 
 
-def test_open_tooth_without_naming_the_plugin(make_napari_viewer, shared_data):
+def test_open_tooth_without_naming_the_plugin(shared_data, make_napari_viewer):  # skips before the viewer starts
     """`viewer.open(path, plugin=None)` (File ▸ Open, drag and drop) picks our reader once
     napari-tomoml is the preferred reader for .h5 (scripts/run_napari.py sets it)."""
     from napari.settings import get_settings
