@@ -17,41 +17,12 @@ import numpy as np
 
 from ..device import resolve_device
 from ..errors import InputError, ResultError
+from ..inference.inputs import check_finite, check_slices
 from ..inference.runner import torch_predictor
 from ..inference.tiler import Tiler, adjacent_indices, auto_tile, default_batch, predict_tiled_steps
 from ..models.normalization import fit_normalization
 from ..models.store import LoadedModel, load_model
 from ..progress import Progress, ProgressArg, run_to_end
-
-MIN_SIDE = 8
-
-
-def _check_volume(volume: Any) -> Any:
-    """A (z, y, x) volume: NumPy as is, lazy arrays (dask, zarr, h5py, memmap) kept lazy."""
-    if not (hasattr(volume, "shape") and hasattr(volume, "dtype") and hasattr(volume, "__getitem__")):
-        try:
-            volume = np.asarray(volume)
-        except Exception as exc:  # e.g. a ragged list
-            raise InputError(f"volume must be an array, got {type(volume).__name__}") from exc
-    if np.dtype(volume.dtype).kind not in "uif":
-        raise InputError(f"volume must hold real numbers, got dtype {volume.dtype}")
-    if len(volume.shape) == 2:
-        volume = np.asarray(volume)[None]
-    if len(volume.shape) != 3:
-        raise InputError(f"volume must be a 2-D slice (y, x) or a 3-D volume (z, y, x), got shape {tuple(volume.shape)}")
-    if 0 in tuple(volume.shape):
-        raise InputError(f"volume is empty: shape {tuple(volume.shape)}")
-    if min(volume.shape[1:]) < MIN_SIDE:
-        raise InputError(f"slices of shape {tuple(volume.shape[1:])} are too small to denoise: need at least {MIN_SIDE} x {MIN_SIDE}")
-    # in-memory data is checked up front; lazy data slice by slice as it is read (memory stays bounded)
-    if isinstance(volume, np.ndarray):
-        _check_finite(volume, "volume")
-    return volume
-
-
-def _check_finite(array: np.ndarray, what: str) -> None:
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
-        raise InputError(f"{what} contains NaN or infinite values; replace them (e.g. np.nan_to_num) before denoising")
 
 
 def denoise_steps(
@@ -77,7 +48,7 @@ def denoise_steps(
     >>> from napari_tomoml.progress import run_to_end
     >>> out, meta = run_to_end(denoise_steps(volume, "tomogan-lowdose"))   # doctest: +SKIP
     """
-    vol = _check_volume(volume)
+    vol = check_slices(volume, what="volume", purpose="denoise")
     dev = resolve_device(device)
     batch = batch or default_batch(dev)
     loaded = load_model(model, device=dev)
@@ -92,7 +63,7 @@ def denoise_steps(
         if i not in cache:
             cache[i] = np.asarray(vol[i], dtype=np.float32)
             if lazy:
-                _check_finite(cache[i], f"slice z={i}")
+                check_finite(cache[i], f"slice z={i}", "denoise")
         return cache[i]
 
     def windows():

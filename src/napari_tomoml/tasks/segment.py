@@ -22,6 +22,7 @@ import numpy as np
 from ..device import resolve_device
 from ..errors import InputError, ModelFileError, OutputExistsError
 from ..inference.runner import torch_predictor
+from ..inference.inputs import check_finite, check_slices
 from ..inference.tiler import Tiler, auto_tile, default_batch, predict_tiled_steps
 from ..models.normalization import fit_normalization
 from ..models.store import LoadedModel, load_model
@@ -32,7 +33,6 @@ DEFAULT_MODEL = "unet-synthetic"
 DEFAULT_STEPS = 300
 # card fields the store writes itself for every save
 _OWN_CARD_FIELDS = ("format", "format_version", "architecture", "config", "version", "created", "weights_sha256")
-MIN_SIDE = 8
 
 
 # ---------------------------------------------------------------------------- training
@@ -161,30 +161,6 @@ def save_model(model: LoadedModel | Any, path: str | Path, *, overwrite: bool = 
 
 
 # ---------------------------------------------------------------------------- prediction
-def _check_input(data: Any) -> Any:
-    if not (hasattr(data, "shape") and hasattr(data, "dtype") and hasattr(data, "__getitem__")):
-        try:
-            data = np.asarray(data)
-        except Exception as exc:  # e.g. a ragged list
-            raise InputError(f"image must be an array, got {type(data).__name__}") from exc
-    if np.dtype(data.dtype).kind not in "uif":
-        raise InputError(f"image must hold real numbers, got dtype {data.dtype}")
-    if len(data.shape) == 2:
-        data = np.asarray(data)[None]
-    if len(data.shape) != 3:
-        raise InputError(f"image must be 2-D (y, x) or a 3-D volume (z, y, x), got shape {tuple(data.shape)}")
-    if min(data.shape[1:]) < MIN_SIDE or data.shape[0] < 1:
-        raise InputError(f"slices of shape {tuple(data.shape[1:])} are too small: need at least {MIN_SIDE} x {MIN_SIDE}")
-    if isinstance(data, np.ndarray):
-        _check_finite(data, "image")
-    return data
-
-
-def _check_finite(array: np.ndarray, what: str) -> None:
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
-        raise InputError(f"{what} contains NaN or infinite values; replace them (e.g. np.nan_to_num) before segmenting")
-
-
 def _class_values(loaded: LoadedModel) -> list[int]:
     classes = loaded.card.get("classes") or {}
     n = loaded.module.classes
@@ -214,7 +190,7 @@ def segment_steps(
     """
     import torch
 
-    vol = _check_input(volume)
+    vol = check_slices(volume, what="image", purpose="segment")
     dev = resolve_device(device)
     batch = batch or default_batch(dev)
     loaded = load_model(model, device=dev)
@@ -239,7 +215,7 @@ def segment_steps(
         for z in range(nz):
             s = np.asarray(vol[z], dtype=np.float32)
             if not isinstance(vol, np.ndarray):
-                _check_finite(s, f"slice z={z}")
+                check_finite(s, f"slice z={z}", "segment")
             yield affine.apply(s)[None]
 
     k = len(values)
