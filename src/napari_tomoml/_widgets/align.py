@@ -25,6 +25,7 @@ from qtpy.QtWidgets import (
 
 from ..device import available_devices
 from ..tasks.align import METHODS, align_steps, apply_shifts, row_before_after
+from ..tasks.registry import default
 from ._layers import LayerCombo, is_projections, show_result, unique_name
 from ._worker import TaskRunner
 
@@ -53,7 +54,7 @@ class AlignWidget(QWidget):
         self.layer_combo.currentIndexChanged.connect(self._layer_changed)
         self.method_combo = QComboBox()
         self.method_combo.addItems(list(METHODS))
-        self.method_combo.setCurrentText("joint")
+        self.method_combo.setCurrentText(default("align", "method"))
         self.center_spin = QDoubleSpinBox()
         self.center_spin.setRange(0, 100_000)
         self.center_spin.setDecimals(2)
@@ -67,6 +68,7 @@ class AlignWidget(QWidget):
         self.row_spin.setRange(0, 100_000)
         self.device_combo = QComboBox()
         self.device_combo.addItems(available_devices())
+        self.device_combo.setCurrentText(default("align", "device"))
 
         self.align_button = QPushButton("Find shifts")
         self.align_button.clicked.connect(self.align)
@@ -125,6 +127,10 @@ class AlignWidget(QWidget):
         return np.radians(np.linspace(0, self.last_angle.value(), n, endpoint=False))
 
     # ------------------------------------------------------------------ actions
+    def task_options(self) -> dict[str, Any]:
+        """This widget's settings under the ``align`` task's option names (registry)."""
+        return {"method": self.method_combo.currentText(), "device": self.device_combo.currentText()}
+
     def align(self):
         from napari.utils.notifications import show_error
 

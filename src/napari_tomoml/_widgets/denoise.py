@@ -29,6 +29,7 @@ from qtpy.QtWidgets import (
 from ..device import available_devices
 from ..models.store import model_cache_dir
 from ..tasks.denoise import denoise_steps
+from ..tasks.registry import default
 from ._layers import LayerCombo, is_volume, show_result, unique_name, volume_score
 from ._worker import TaskRunner
 
@@ -126,6 +127,7 @@ class DenoiseWidget(QWidget):
 
         self.device_combo = QComboBox()
         self.device_combo.addItems(available_devices())
+        self.device_combo.setCurrentText(default("denoise", "device"))
         self.denoise_button = QPushButton("Denoise")
         self.denoise_button.clicked.connect(self.denoise)
         self.runner = TaskRunner(self)
@@ -154,8 +156,9 @@ class DenoiseWidget(QWidget):
         self.model_combo.blockSignals(True)
         self.model_combo.clear()
         self.model_combo.addItems(items)
-        if current in items:
-            self.model_combo.setCurrentText(current)
+        choice = current if current in items else default("denoise", "model")
+        if choice in items:
+            self.model_combo.setCurrentText(choice)
         self.model_combo.blockSignals(False)
 
     def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt override: models trained meanwhile
@@ -233,6 +236,11 @@ class DenoiseWidget(QWidget):
         if not path:
             raise InputError("choose a model file first")
         return path
+
+    def task_options(self) -> dict[str, Any]:
+        """This widget's settings under the ``denoise`` task's option names (registry)."""
+        choice = self.model_combo.currentText()
+        return {"model": self.models.get(choice, choice), "device": self.device_combo.currentText()}
 
     # ------------------------------------------------------------------ action
     def denoise(self):

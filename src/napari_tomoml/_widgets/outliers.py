@@ -32,6 +32,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..tasks.embed import outlier_table_steps, write_table_csv
+from ..tasks.registry import default
 from ._layers import LayerCombo, show_result, unique_name
 from ._worker import TaskRunner
 
@@ -105,11 +106,13 @@ class OutliersWidget(QWidget):
         self.layer_combo = LayerCombo(napari_viewer, ndim=3)
         self.features_combo = QComboBox()
         self.features_combo.addItems([*FEATURES, *_bundled_models()])
+        self.features_combo.setCurrentText(default("outliers", "features"))
         self.method_combo = QComboBox()
         self.method_combo.addItems(METHODS)
+        self.method_combo.setCurrentText(default("outliers", "method"))
         self.perplexity_spin = QDoubleSpinBox()
         self.perplexity_spin.setRange(2, 500)
-        self.perplexity_spin.setValue(30)
+        self.perplexity_spin.setValue(default("outliers", "perplexity"))
         self.compute_button = QPushButton("Compute map and scores")
         self.compute_button.clicked.connect(self.compute)
         self.runner = TaskRunner(self)
@@ -172,6 +175,11 @@ class OutliersWidget(QWidget):
         self.viewer.dims.events.current_step.connect(self._follow_viewer)
 
     # ------------------------------------------------------------------ compute
+    def task_options(self) -> dict[str, Any]:
+        """This widget's settings under the ``outliers`` task's option names (registry)."""
+        return {"features": self.features_combo.currentText(), "method": self.method_combo.currentText(),
+                "perplexity": self.perplexity_spin.value()}
+
     def compute(self) -> None:
         layer = self.layer_combo.layer()
         if layer is None:

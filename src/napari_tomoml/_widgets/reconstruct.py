@@ -44,6 +44,7 @@ from ..tasks.reconstruct import (
     preview_slice,
     reconstruct_raw_steps,
 )
+from ..tasks.registry import default
 from ._layers import LayerCombo, is_projections, projections_score, show_result, unique_name
 from ._worker import TaskRunner, error_message, run_quiet
 from .reconstruct_options import BeamlineOptions
@@ -115,6 +116,7 @@ class ReconstructWidget(QWidget):
 
         self.filter_combo = QComboBox()
         self.filter_combo.addItems(FILTERS)
+        self.filter_combo.setCurrentText(default("reconstruct", "filter_name"))
         self.filter_combo.currentTextChanged.connect(self._schedule_preview)
 
         # preview
@@ -153,12 +155,14 @@ class ReconstructWidget(QWidget):
         # volume
         self.algorithm_combo = QComboBox()
         self.algorithm_combo.addItems(ALGORITHMS)
+        self.algorithm_combo.setCurrentText(default("reconstruct", "algorithm"))
         self.algorithm_combo.currentTextChanged.connect(self._algorithm_changed)
         self.iter_spin = QSpinBox()
         self.iter_spin.setRange(1, 10000)
-        self.iter_spin.setValue(DEFAULT_ITERATIONS["sirt"])
+        algorithm = self.algorithm_combo.currentText()
+        self.iter_spin.setValue(DEFAULT_ITERATIONS.get(algorithm, DEFAULT_ITERATIONS["sirt"]))
         self.iter_spin.setPrefix("iterations ")
-        self.iter_spin.setEnabled(False)
+        self.iter_spin.setEnabled(algorithm != "fbp")
         algo_row = QHBoxLayout()
         algo_row.addWidget(self.algorithm_combo, 1)
         algo_row.addWidget(self.iter_spin)
@@ -170,6 +174,7 @@ class ReconstructWidget(QWidget):
         rows_row.addWidget(self.row_stop)
         self.device_combo = QComboBox()
         self.device_combo.addItems(available_devices())
+        self.device_combo.setCurrentText(default("reconstruct", "device"))
 
         self.beamline = BeamlineOptions()
         self.reconstruct_button = QPushButton("Reconstruct")
@@ -526,6 +531,13 @@ class ReconstructWidget(QWidget):
         if prepare:
             opts["prepare"] = prepare
         return opts
+
+    def task_options(self) -> dict[str, Any]:
+        """This widget's settings under the ``reconstruct`` task's option names (registry)."""
+        algorithm = self.algorithm_combo.currentText()
+        return {"algorithm": algorithm, "filter_name": self.filter_combo.currentText(),
+                "n_iter": None if algorithm == "fbp" else int(self.iter_spin.value()),
+                "device": self.device_combo.currentText()}
 
     def result_name(self, source: str, options: dict[str, Any]) -> str:
         """``"<source> <method>"``, the method saying what made it (``tv 0.01``, ``+paganin``…)."""

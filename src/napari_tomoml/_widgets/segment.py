@@ -30,7 +30,8 @@ from qtpy.QtWidgets import (
 from ..device import available_devices
 from ..models.store import LoadedModel, bundled_models
 from ..progress import Progress
-from ..tasks.segment import DEFAULT_MODEL, DEFAULT_STEPS, save_model, segment_steps, train_unet_steps
+from ..tasks.registry import default
+from ..tasks.segment import DEFAULT_STEPS, save_model, segment_steps, train_unet_steps
 from . import _worker  # its show_error/show_info: one place for notifications (and for tests)
 from ._layers import LayerCombo, show_result
 from ._worker import TaskRunner
@@ -243,12 +244,13 @@ class SegmentWidget(QWidget):
         self.model_combo.currentTextChanged.connect(lambda t: self.file_edit.setVisible(t == MODEL_FILE))
         self.file_edit = QLineEdit()
         self.file_edit.setPlaceholderText("path/to/model.safetensors")
-        self.tile_spin = _int_spin(0, 8192, 0, step=64)
+        self.tile_spin = _int_spin(0, 8192, default("segment", "tile") or 0, step=64)  # 0: auto
         self.tile_spin.setSpecialValueText("auto (free memory)")
         self.tile_spin.setToolTip("Largest tile side: smaller tiles use less memory; the result is the same")
         self.prob_check = QCheckBox("also add class probabilities")
         self.device_combo = QComboBox()
         self.device_combo.addItems(available_devices())
+        self.device_combo.setCurrentText(default("segment", "device"))
         self.segment_button = QPushButton("Segment")
         self.segment_button.clicked.connect(self.segment)
         self.runner = TaskRunner(self)
@@ -274,7 +276,8 @@ class SegmentWidget(QWidget):
         self.model_combo.blockSignals(True)
         self.model_combo.clear()
         self.model_combo.addItems(names)
-        self.model_combo.setCurrentText(current if current in names else (names[0] if TRAINED else DEFAULT_MODEL))
+        fallback = names[0] if TRAINED else default("segment", "model")
+        self.model_combo.setCurrentText(current if current in names else fallback)
         self.model_combo.blockSignals(False)
 
     def set_model(self, model: Any) -> None:
@@ -291,6 +294,10 @@ class SegmentWidget(QWidget):
         if choice == MODEL_FILE:
             return self.file_edit.text().strip()
         return TRAINED.get(choice, choice)
+
+    def task_options(self) -> dict[str, Any]:
+        """This widget's settings under the ``segment`` task's option names (registry)."""
+        return {"model": self._model(), "tile": self.tile_spin.value() or None, "device": self.device_combo.currentText()}
 
     def segment(self):
         if self.runner.running:

@@ -22,9 +22,9 @@ from ..recon import _validate as v
 from ..recon.fbp import BACKENDS, fbp_steps
 from ..recon.filters import filter_response
 from ..recon.iterative import cgls_steps, sirt_steps, solve_steps
+from .registry import ITERATIONS as DEFAULT_ITERATIONS  # declared once, with the task's parameters
 
 ALGORITHMS = ("fbp", "sirt", "cgls", "tv")
-DEFAULT_ITERATIONS = {"sirt": 100, "cgls": 30, "tv": 100}
 FIND_CENTER_ROWS = 5  # rows around the chosen row that find_center_steps averages over
 
 

@@ -10,8 +10,8 @@ asked for), argparse options with :meth:`TaskSpec.add_arguments`.
 >>> from napari_tomoml.tasks.registry import get_task, task_names
 >>> "reconstruct" in task_names() and "denoise" in task_names()
 True
->>> get_task("reconstruct").resolve({"algorithm": "sirt"})["n_iter"]
-100
+>>> get_task("reconstruct").param("filter_name").default
+'ramp'
 """
 
 from __future__ import annotations
@@ -47,6 +47,9 @@ class Param:
     minimum: float | None = None
     maximum: float | None = None
     optional: bool = False
+    #: older command-line spellings kept working (``--filter`` for ``filter_name``); for a
+    #: ``bool``, a flag that sets it (``--no-normalize`` for ``line_integrals``)
+    aliases: tuple[str, ...] = ()
 
     @property
     def flag(self) -> str:
@@ -130,21 +133,27 @@ class TaskSpec:
         return self.suffix or "." + str(options.get("format") or VOLUME_FORMATS[0])
 
     # ------------------------------------------------------------------ generated front ends
-    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        """One ``--option`` per parameter (choices, defaults and help from the declaration)."""
+    def add_arguments(self, parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
+        """One ``--option`` (and its aliases) per parameter not in ``exclude``: choices, defaults
+        and help from the declaration. Values stay text until :meth:`resolve` checks them."""
         for p in self.params:
+            if p.name in exclude:
+                continue
             default_text = "" if p.default is None else f" (default: {p.default})"
             if p.type is bool:
                 parser.add_argument(p.flag, dest=p.name, action=argparse.BooleanOptionalAction,
                                     default=p.default, help=p.help)
+                for alias in p.aliases:  # the first action's default stands
+                    parser.add_argument(alias, dest=p.name, action="store_true", default=argparse.SUPPRESS,
+                                        help=f"same as {p.flag}")
             else:
-                parser.add_argument(p.flag, dest=p.name, type=str, default=None,
+                parser.add_argument(p.flag, *p.aliases, dest=p.name, type=str, default=None,
                                     metavar="|".join(map(str, p.choices)) if p.choices else p.type.__name__.upper(),
                                     help=p.help + default_text)
 
     def options_from_args(self, args: argparse.Namespace) -> dict[str, Any]:
         """The options given on a command line (values still as text: :meth:`resolve` converts)."""
-        return {p.name: getattr(args, p.name) for p in self.params if getattr(args, p.name) is not None}
+        return {p.name: getattr(args, p.name) for p in self.params if getattr(args, p.name, None) is not None}
 
     def widgets(self) -> Any:
         """A magicgui ``Container`` with one widget per parameter, named after it (needs magicgui)."""
@@ -187,6 +196,15 @@ def task_names() -> list[str]:
     return list(_REGISTRY)
 
 
+def default(task: str, option: str) -> Any:
+    """The declared default of ``task``'s ``option``: what the CLI, batch and the widgets start at.
+
+    >>> default("reconstruct", "algorithm")
+    'fbp'
+    """
+    return get_task(task).param(option).default
+
+
 def get_task(name: str | TaskSpec) -> TaskSpec:
     """The registered task ``name``, or :class:`InputError` listing the ones there are."""
     if isinstance(name, TaskSpec):
@@ -215,6 +233,31 @@ def _center(text: str | None) -> float | str | None:
         raise InputError(f"center {text!r}: give a number of detector pixels, 'auto', or nothing") from None
 
 
+def memory_budget(text: str | int | None, option: str = "memory") -> int:
+    """What a task may add to this process for a ``memory`` option: the process's peak (``"1GiB"``)
+    less what it already holds, or by default (``None``) half the memory free now."""
+    import psutil
+
+    from .reconstruct import parse_memory
+
+    if text is None:
+        return psutil.virtual_memory().available // 2
+    try:
+        limit = parse_memory(text)
+    except InputError as exc:
+        raise InputError(f"--{option}{str(exc)[len('memory'):]}") from None
+    held = psutil.Process().memory_info().rss
+    if limit <= held:
+        raise InputError(f"--{option} {text}: this process already holds {held / 2**30:.2f} GiB (Python, torch); "
+                         "raise it")
+    return limit - held
+
+
+def _task_arguments(options: dict[str, Any]) -> dict[str, Any]:
+    """The options a ``*_steps`` function takes as they are: all but the output's ``format``."""
+    return {k: v for k, v in options.items() if k != "format"}
+
+
 def _write_volume(output: Path, volume: Any, meta: dict[str, Any], source: Path) -> None:
     from ..io.writers import write_volume
 
@@ -234,7 +277,7 @@ def _run_reconstruct(source: Path, output: Path, options: dict[str, Any]):
         center = float(scan.metadata["center"])  # the file's own value, as `tomoml reconstruct`
     algo = {"algorithm": options["algorithm"], "filter_name": options["filter_name"], "device": options["device"]}
     if options["algorithm"] != "fbp":
-        algo["n_iter"] = options["n_iter"]
+        algo["n_iter"] = options["n_iter"] or ITERATIONS[options["algorithm"]]
     with ExitStack() as stack:
         def open_out(shape, meta):
             return stack.enter_context(open_volume(output, shape, inputs=[source],
@@ -242,7 +285,8 @@ def _run_reconstruct(source: Path, output: Path, options: dict[str, Any]):
 
         _, meta = yield from reconstruct_scan_steps(
             scan.projections, scan.theta, open_out, metadata={"flats": scan.flats, "darks": scan.darks},
-            raw=not options["line_integrals"], center=center, max_memory=options["memory"], **algo)
+            raw=not options["line_integrals"], center=center, max_memory=memory_budget(options["memory"]),
+            **algo)
     return meta
 
 
@@ -259,8 +303,7 @@ def _run_denoise(source: Path, output: Path, options: dict[str, Any]):
             return stack.enter_context(open_volume(output, shape, inputs=[source],
                                                    metadata=_jsonable(dict(meta, source=str(source)))))
 
-        _, meta = yield from denoise_steps(volume, options["model"], device=options["device"], tile=options["tile"],
-                                           out=open_out)
+        _, meta = yield from denoise_steps(volume, out=open_out, **_task_arguments(options))
     return meta
 
 
@@ -269,7 +312,7 @@ def _run_segment(source: Path, output: Path, options: dict[str, Any]):
     from .segment import segment_steps
 
     volume = read_volume(source).data
-    labels, meta = yield from segment_steps(volume, options["model"], device=options["device"], tile=options["tile"])
+    labels, meta = yield from segment_steps(volume, **_task_arguments(options))
     _write_volume(output, labels, meta, source)
     return meta
 
@@ -293,7 +336,8 @@ def _run_outliers(source: Path, output: Path, options: dict[str, Any]):
 
     stack = read_volume(source).data
     method = None if options["method"] == "none" else options["method"]
-    columns = yield from outlier_table_steps(stack, features=options["features"], method=method, seed=options["seed"])
+    columns = yield from outlier_table_steps(stack, features=options["features"], method=method,
+                                             perplexity=options["perplexity"], seed=options["seed"])
     write_table_csv(columns, output)
     return {"task": "outliers", "items": len(columns["score"])}
 
@@ -301,6 +345,8 @@ def _run_outliers(source: Path, output: Path, options: dict[str, Any]):
 #: recon.filters.FILTERS, spelled here so that listing tasks (and a batch that only skips finished
 #: files) does not import torch; tests/tasks/test_registry.py keeps the two equal.
 FBP_FILTERS = ("ramp", "shepp-logan", "cosine", "hamming", "hann", "parzen", "butterworth")
+#: iterations of each iterative algorithm when ``n_iter`` is not given (tasks.reconstruct uses these)
+ITERATIONS = {"sirt": 100, "cgls": 30, "tv": 100}
 _DEVICE = Param("device", str, "auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N")
 _FORMAT = Param("format", str, "npy", "output format (file extension)", choices=VOLUME_FORMATS)
 
@@ -315,10 +361,14 @@ def _register_builtin() -> None:
             Param("algorithm", str, "fbp", "reconstruction algorithm", choices=("fbp", "sirt", "cgls", "tv")),
             Param("center", str, None, "rotation centre in detector pixels, 'auto', or empty: the file's value, "
                   "else the detector middle", optional=True),
-            Param("filter_name", str, "ramp", "FBP filter", choices=FBP_FILTERS),
-            Param("n_iter", int, 100, "iterations of sirt/cgls/tv", minimum=1),
-            Param("line_integrals", bool, False, "the inputs already hold line integrals (no flat/dark, -log)"),
-            Param("memory", str, "1GiB", "most memory one scan may use; rows are reconstructed slab by slab"),
+            Param("filter_name", str, "ramp", "FBP filter", choices=FBP_FILTERS, aliases=("--filter",)),
+            Param("n_iter", int, None, "iterations of sirt/cgls/tv (empty: "
+                  + ", ".join(f"{k} {v}" for k, v in ITERATIONS.items()) + ")", minimum=1, optional=True),
+            Param("line_integrals", bool, False, "the inputs already hold line integrals (no flat/dark, -log)",
+                  aliases=("--no-normalize",)),
+            Param("memory", str, None, "most memory the process may use, e.g. 1GiB (empty: half of what is free); "
+                  "the scan is read, reconstructed and written slab by slab of rows to stay below it",
+                  optional=True),
             _DEVICE, _FORMAT,
         ),
     ))
@@ -327,6 +377,8 @@ def _register_builtin() -> None:
         params=(
             Param("model", str, "tomogan-lowdose", "bundled model name or model file path"),
             Param("tile", int, 512, "tile side in pixels", minimum=16),
+            Param("batch", int, None, "tiles run at once (empty: 1 on a CPU, 4 on a GPU); memory grows with it, "
+                  "not with the volume, which is read and written slice by slice", minimum=1, optional=True),
             _DEVICE, _FORMAT,
         ),
     ))
@@ -358,7 +410,8 @@ def _register_builtin() -> None:
             _run_outliers, suffix=".csv",
             params=(
                 Param("features", str, "auto", "auto, pixels, spectrum, sinogram or model:NAME"),
-                Param("method", str, "pca", "2-D map", choices=("tsne", "pca", "umap", "none")),
+                Param("method", str, "tsne", "2-D map", choices=("tsne", "pca", "umap", "none")),
+                Param("perplexity", float, 30.0, "t-SNE perplexity", minimum=1.0),
                 Param("seed", int, 0, "random seed of the map"),
             ),
         ))
