@@ -107,7 +107,7 @@ def test_a_one_off_slice_builds_no_matrices(phantom_sino):
     img, theta, sino = phantom_sino
     rec = fbp(sino, theta, center=32.75, device="cpu")  # a new centre, as a live preview asks
     geom = make_geometry(N, N, theta, 32.75)
-    assert not SparseProjector(geom, torch.float32, torch.device("cpu")).cached("bp")
+    assert not SparseProjector(geom, torch.float32, torch.device("cpu")).cached()
     batched = fbp(np.stack([sino] * 20, axis=1), theta, center=32.75, device="cpu", chunk=10)
     np.testing.assert_allclose(batched[7], rec, atol=1e-5 * np.abs(rec).max())  # the matrices agree
 

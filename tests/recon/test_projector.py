@@ -132,10 +132,9 @@ def test_one_off_calls_with_few_slices_skip_the_matrices():
     assert _direct_is_faster(op, 1, once=True) and not _direct_is_faster(op, 1, once=False)
     assert not _direct_is_faster(op, 64, once=True)
     backproject(np.ones((30, 24), np.float32), theta, center=12.0, device="cpu")
-    assert not op.cached("bp")  # the public one-off call built nothing
-    project(np.ones((24, 24), np.float32), theta, center=12.0, device="cpu")
+    assert not op.cached()  # the public one-off call built nothing
     cgls(np.ones((30, 24), np.float32), theta, center=12.0, n_iter=1, device="cpu")
-    assert op.cached("bp") and not _direct_is_faster(op, 1, once=True)  # then the product is cheapest
+    assert op.cached() and not _direct_is_faster(op, 1, once=True)  # then the product is cheapest
     huge = make_geometry(2048, 2048, np.linspace(0, np.pi, 1500, endpoint=False), 1024.0)
     op = SparseProjector(huge, torch.float32, torch.device("cpu"))
     assert _direct_is_faster(op, 4, once=False) and not _direct_is_faster(op, 8, once=True)
@@ -145,22 +144,32 @@ def test_one_off_calls_with_few_slices_skip_the_matrices():
     "n, n_det, n_angles, center, dtype",
     [(33, 33, 40, None, torch.float32), (32, 40, 45, 17.3, torch.float64), (64, 50, 7, 9.5, torch.float32)],
 )
-def test_matrix_free_projection_is_the_sparse_operator(rng, n, n_det, n_angles, center, dtype):
-    from napari_tomoml.recon.direct import backproject_direct
-    from napari_tomoml.recon.geometry import make_geometry
-    from napari_tomoml.recon.projector import _project, project_direct
+def test_projector_pair_is_the_dense_matrix_cached_and_streamed(
+    monkeypatch, rng, dense_projector, n, n_det, n_angles, center, dtype
+):
+    from napari_tomoml.recon import geometry
+    from napari_tomoml.recon.geometry import SparseProjector, clear_cache, make_geometry
+    from napari_tomoml.recon.projector import _backproject, _project
 
     theta = np.sort(rng.uniform(0, 2 * np.pi, n_angles))
-    geom = make_geometry(n, n_det, theta, n_det / 2 if center is None else center)
+    center = n_det / 2 if center is None else center
+    dense = dense_projector(n, n_det, theta, center)
+    geom = make_geometry(n, n_det, theta, center)
     x = torch.from_numpy(rng.standard_normal((3, n, n))).to(dtype)
     y = torch.from_numpy(rng.standard_normal((n_angles, 3, n_det))).to(dtype)
-    sparse = _project(x, geom)  # the cached matrices
-    direct = project_direct(x, geom)
-    assert direct.dtype == dtype and direct.shape == (n_angles, 3, n_det)
+    truth_ax = (dense @ x.double().reshape(3, -1).T.numpy()).reshape(n_angles, n_det, 3).transpose(0, 2, 1)
+    truth_aty = (dense.T @ y.double().permute(0, 2, 1).reshape(-1, 3).numpy()).T.reshape(3, n, n)
     tol = 1e-5 if dtype == torch.float32 else 1e-12
-    assert float((direct - sparse).abs().max() / sparse.abs().max()) < tol
-    # and the two matrix-free halves are each other's adjoint
-    assert _dot(direct, y) == pytest.approx(_dot(x, backproject_direct(y, geom)), rel=10 * tol)
+    monkeypatch.setattr(geometry, "_CHUNK_PAIRS", n * n * 3)  # several chunks of 3 angles
+    chunk_bytes = n * n * 3 * (4 + torch.empty(0, dtype=dtype).element_size())
+    for kept in (-(-n_angles // 3), 2, 0):  # all chunks cached, two of them, none (streamed)
+        clear_cache()
+        monkeypatch.setattr(geometry, "CACHE_BYTES", kept * chunk_bytes)
+        assert SparseProjector(geom, dtype, torch.device("cpu")).kept == kept
+        ax, aty = _project(x, geom), _backproject(y, geom)
+        assert ax.dtype == aty.dtype == dtype
+        assert np.abs(ax.double().numpy() - truth_ax).max() < tol * np.abs(truth_ax).max()
+        assert np.abs(aty.double().numpy() - truth_aty).max() < tol * np.abs(truth_aty).max()
 
 
 def test_geometries_beyond_the_cache_run_matrix_free(monkeypatch):
@@ -178,5 +187,5 @@ def test_geometries_beyond_the_cache_run_matrix_free(monkeypatch):
     assert not op.cacheable
     np.testing.assert_allclose(project(vol, theta, device="cpu"), proj, atol=1e-4)
     free = sirt(proj, theta, n_iter=5, device="cpu")
-    assert not op.cached("fp") and not op.cached("bp")  # nothing was built and kept
+    assert not op.cached()  # nothing was built and kept
     np.testing.assert_allclose(free, cached, atol=1e-4)

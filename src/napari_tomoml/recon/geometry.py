@@ -22,11 +22,12 @@ tomopy and scikit-image: at ``theta = 0`` a projection sums down the columns.
 The projector is pixel-driven with linear interpolation: each pixel splats onto the two detector
 pixels around ``u`` with weights ``1 - frac(u)`` and ``frac(u)``, and the back-projector gathers with
 the same weights, so each is exactly the other's transpose. The detector is padded with zeros
-wide enough that every pixel lands on it at every angle. Both are sparse matrices (two entries
-per pixel and angle) built per chunk of angles, multiplied with many slices at once, and kept in a
-bounded cache keyed by the geometry, so iterative solvers pay for the build once. Where a
-geometry is used once for a few slices, :mod:`napari_tomoml.recon.direct` evaluates the same
-back-projector without building anything.
+wide enough that every pixel lands on it at every angle. Both come from one sparse pattern per
+chunk of angles (8 bytes per pixel and angle: the left tap's index and ``frac``), multiplied with
+many slices at once and kept in a bounded cache keyed by the geometry, so iterative solvers pay
+for the build once; a geometry too large for the cache is streamed, each chunk built where it is
+used. Where a geometry is used once for a few slices, :mod:`napari_tomoml.recon.direct` evaluates
+the same back-projector without building anything.
 """
 
 from __future__ import annotations
@@ -39,15 +40,17 @@ from dataclasses import dataclass
 
 import numpy as np
 import psutil
+import scipy.sparse
 import torch
 
-# Bytes of sparse matrices kept between calls: a quarter of the machine's memory, at least 1 GiB
-# (both directions for 256^2 pixels x 512 angles; the 640^2 x 181-angle tooth needs 2.4 GB). A
-# geometry that does not fit is projected and back-projected matrix-free (projector.py), memory
-# bounded, instead of rebuilding its matrices on every call.
+# Bytes of sparse patterns kept between calls: a quarter of the machine's memory, at least 1 GiB
+# (8 bytes per pixel and angle: the 640^2 x 181-angle tooth needs 0.6 GB). Of a geometry that
+# does not fit, the chunks that do are kept and the rest streamed (built where used), instead of
+# thrashing.
 CACHE_BYTES = max(1 << 30, psutil.virtual_memory().total // 4)
-# Entries per chunk matrix: bounds the memory of one build (~12 bytes per entry).
-_CHUNK_ENTRIES = 1 << 24
+# Pixel-angle pairs per chunk: bounds the memory of one build (8 bytes per pair) and keeps a
+# chunk's products in cache-friendly blocks.
+_CHUNK_PAIRS = 1 << 23
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ class Geometry:
         return self.pad_left + max(self.n_det, math.ceil(self.center + self._reach)) + 1
 
     def angle_chunks(self) -> list[slice]:
-        per_chunk = max(1, min(self.n_angles, _CHUNK_ENTRIES // (2 * self.n * self.n)))
+        per_chunk = max(1, min(self.n_angles, _CHUNK_PAIRS // (self.n * self.n)))
         return [slice(a, min(a + per_chunk, self.n_angles)) for a in range(0, self.n_angles, per_chunk)]
 
 
@@ -133,36 +136,25 @@ def detector_terms(
     return row_term, col_term
 
 
-def _backprojection_entries(
-    geom: Geometry, angles: slice, dtype: torch.dtype, device: torch.device, reuse: bool
-):
-    """Column indices and weights of the back-projection matrix rows (pixels) for some angles.
-
-    A pixel's row lists its left taps for every angle, then its right taps (MKL and cuSPARSE
-    need no column order), so each write below is a contiguous run over the angles. With
-    ``reuse`` the arrays live in the thread's workspace, valid until the next build.
+def _pattern(geom: Geometry, angles: slice, dtype: torch.dtype, device: torch.device, reuse: bool):
+    """Every pixel-angle pair of some angles, pixel-major (pair ``p * k + a``): the padded detector
+    index of its left tap (int32, angle ``a`` of the chunk starting at ``a * padded_width``) and the
+    weight ``frac`` of its right tap, one index further. With ``reuse`` the arrays live in the
+    thread's workspace, valid until the next build.
     """
     row_term, col_term = detector_terms(geom, angles, dtype, device)
     n, k = row_term.shape
-
-    def buffer(name, shape, kind):
-        return (
-            _WORKSPACE.take(name, shape, kind, device)
-            if reuse
-            else torch.empty(shape, dtype=kind, device=device)
-        )
-
-    u = torch.add(col_term[None, :, :], row_term[:, None, :], out=buffer("u", (n, n, k), dtype))
-    left = buffer("left", (n, n, k), torch.int32).copy_(u)  # truncation = floor, as u >= 0
-    frac = u.sub_(left)
-    first = torch.arange(k, dtype=torch.int32, device=device) * geom.padded_width
-    cols = buffer("cols", (n, n, 2, k), torch.int32)
-    torch.add(left, first, out=cols[:, :, 0])
-    torch.add(cols[:, :, 0], 1, out=cols[:, :, 1])
-    vals = buffer("vals", (n, n, 2, k), dtype)
-    torch.sub(1.0, frac, out=vals[:, :, 0])
-    vals[:, :, 1].copy_(frac)
-    return cols.view(-1), vals.view(-1), k
+    if reuse:
+        frac = _WORKSPACE.take("frac", (n, n, k), dtype, device)
+        cols = _WORKSPACE.take("cols", (n, n, k), torch.int32, device)
+    else:
+        frac = torch.empty((n, n, k), dtype=dtype, device=device)
+        cols = torch.empty((n, n, k), dtype=torch.int32, device=device)
+    u = torch.add(col_term[None, :, :], row_term[:, None, :], out=frac)
+    cols.copy_(u)  # truncation = floor, as u >= 0
+    u.sub_(cols)
+    cols.add_(torch.arange(k, dtype=torch.int32, device=device) * geom.padded_width)
+    return cols.view(-1), frac.view(-1)
 
 
 def _csr(crow, cols, vals, size) -> torch.Tensor:
@@ -172,8 +164,27 @@ def _csr(crow, cols, vals, size) -> torch.Tensor:
         return torch.sparse_csr_tensor(crow, cols, vals, size=size, check_invariants=False)
 
 
+_ONES: dict = {}
+
+
+def _ones(numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A shared read-only vector of ones (the values of the pattern's all-ones matrix)."""
+    key = (dtype, str(device))
+    ones = _ONES.get(key)
+    if ones is None or ones.numel() < numel:
+        ones = _ONES[key] = torch.ones(numel, dtype=dtype, device=device)
+    return ones[:numel]
+
+
 class SparseProjector:
-    """The projector pair of one geometry on one device, as chunked sparse matrices.
+    """The projector pair of one geometry on one device, from one sparse pattern per chunk of angles.
+
+    Linear interpolation ``(1 - f) p[l] + f p[l + 1] = p[l] + f (p[l + 1] - p[l])`` makes the
+    back-projection two CSR products with one pattern, ``N @ p + F @ diff(p)`` (``N`` holds ones,
+    ``F`` the fractions ``f``), and the projection their transposes,
+    ``N.T x - F.T x + shift(F.T x)``: 8 bytes per pixel and angle, a quarter of two CSR matrices
+    holding both taps. On CPU the transposed products are scipy's (torch's CSR transpose costs a
+    sort); on a GPU they are scatter-adds.
 
     ``backproject`` maps padded projections ``(angles * padded_width, S)`` to ``(n * n, S)``;
     ``project`` maps ``(n * n, S)`` to ``(angles * padded_width, S)``. ``S`` is any number of slices.
@@ -182,65 +193,85 @@ class SparseProjector:
     def __init__(self, geom: Geometry, dtype: torch.dtype, device: torch.device):
         self.geom, self.dtype, self.device = geom, dtype, device
         self.chunks = geom.angle_chunks()
-        entry_bytes = 4 + torch.empty(0, dtype=dtype).element_size()
-        # both directions must fit, or the cache would thrash: stream instead
-        self.cacheable = 2 * 2 * geom.n**2 * geom.n_angles * entry_bytes <= CACHE_BYTES
+        pair_bytes = 4 + torch.empty(0, dtype=dtype).element_size()
+        largest = max(c.stop - c.start for c in self.chunks) * geom.n**2 * pair_bytes
+        # the chunks that fit are kept (a fixed set, so the cache never thrashes); the others are
+        # built again where they are used
+        self.kept = min(len(self.chunks), CACHE_BYTES // largest)
+        self.cacheable = self.kept == len(self.chunks)
 
-    def _key(self, direction: str, index: int):
-        return (self.geom, self.dtype, str(self.device), direction, index)
+    def _key(self, index: int):
+        return (self.geom, self.dtype, str(self.device), index)
 
-    def _backprojection_matrix(self, index: int) -> torch.Tensor:
-        geom, angles = self.geom, self.chunks[index]
-        cols, vals, k = _backprojection_entries(
-            geom, angles, self.dtype, self.device, reuse=not self.cacheable
-        )
-        n_pix = geom.n * geom.n
-        crow = torch.arange(0, 2 * k * n_pix + 1, 2 * k, dtype=torch.int32, device=self.device)
-        return _csr(crow, cols, vals, (n_pix, k * geom.padded_width))
+    def cached(self) -> bool:
+        """Whether every chunk's pattern is in the cache."""
+        return all(_CACHE.get(self._key(i)) is not None for i in range(len(self.chunks)))
 
-    def _projection_matrix(self, index: int) -> torch.Tensor:
-        # The transpose, re-sorted by detector pixel: torch's own CSR transpose is ~10x slower.
-        geom, angles = self.geom, self.chunks[index]
-        cols, vals, k = _backprojection_entries(geom, angles, self.dtype, self.device, reuse=True)
-        n_rows = k * geom.padded_width
-        sorted_cols, order = torch.sort(cols, stable=True)
-        pixels = torch.div(order, 2 * k, rounding_mode="floor").to(torch.int32)
-        counts = torch.bincount(sorted_cols, minlength=n_rows)
-        crow = torch.zeros(n_rows + 1, dtype=torch.int64, device=self.device)
-        torch.cumsum(counts, 0, out=crow[1:])
-        return _csr(crow.to(torch.int32), pixels, vals[order], (n_rows, geom.n * geom.n))
-
-    def cached(self, direction: str) -> bool:
-        """Whether every chunk matrix of ``direction`` ("bp" or "fp") is in the cache."""
-        return all(_CACHE.get(self._key(direction, i)) is not None for i in range(len(self.chunks)))
-
-    def matrix(self, direction: str, index: int) -> torch.Tensor:
-        key = self._key(direction, index)
+    def pattern(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Chunk ``index``'s ``(cols, frac)``: cached, or built into the workspace (valid until the
+        next build in this thread) where it is beyond what the cache keeps of this geometry."""
+        key = self._key(index)
         cached = _CACHE.get(key)
         if cached is not None:
             return cached
-        build = self._backprojection_matrix if direction == "bp" else self._projection_matrix
-        mat = build(index)
-        if self.cacheable:
-            _CACHE.put(key, mat)
-        return mat
+        keep = index < self.kept
+        pattern = _pattern(self.geom, self.chunks[index], self.dtype, self.device, reuse=not keep)
+        if keep:
+            _CACHE.put(key, pattern)
+        return pattern
+
+    def _shape(self, index: int) -> tuple[int, int]:
+        angles = self.chunks[index]
+        return self.geom.n**2, (angles.stop - angles.start) * self.geom.padded_width
+
+    def backproject_chunk(self, index: int, pattern, block: torch.Tensor) -> torch.Tensor:
+        """Chunk ``index``'s padded projections ``(k * padded_width, S)`` → ``(n * n, S)``."""
+        cols, frac = pattern
+        n_pix, width = self._shape(index)
+        k = cols.numel() // n_pix
+        crow = torch.arange(0, cols.numel() + 1, k, dtype=torch.int32, device=self.device)
+        step = torch.zeros_like(block)
+        torch.sub(block[1:], block[:-1], out=step[:-1])  # a right tap never crosses into the next angle
+        ones = _csr(crow, cols, _ones(cols.numel(), self.dtype, self.device), (n_pix, width))
+        out = ones @ block
+        return out.add_(_csr(crow, cols, frac, (n_pix, width)) @ step)
+
+    def project_chunk(self, index: int, pattern, flat: torch.Tensor) -> torch.Tensor:
+        """``(n * n, S)`` → chunk ``index``'s padded projections ``(k * padded_width, S)``."""
+        cols, frac = pattern
+        n_pix, width = self._shape(index)
+        k = cols.numel() // n_pix
+        if self.device.type != "cpu":
+            pixels = flat.repeat_interleave(k, dim=0)  # (pairs, S)
+            right = pixels * frac[:, None]
+            out = torch.zeros((width, flat.shape[1]), dtype=flat.dtype, device=flat.device)
+            out.index_add_(0, cols, pixels.sub_(right))
+            out[1:].index_add_(0, cols, right)
+            return out
+        x = flat.detach().numpy()
+        crow = np.arange(0, cols.numel() + 1, k, dtype=np.int32)
+        c = cols.numpy()
+        ones = scipy.sparse.csr_matrix((_ones(cols.numel(), self.dtype, self.device).numpy(), c, crow), (n_pix, width))
+        right = scipy.sparse.csr_matrix((frac.numpy(), c, crow), (n_pix, width)).T @ x
+        out = torch.from_numpy(ones.T @ x - right)
+        out[1:] += torch.from_numpy(right[:-1])
+        return out
 
     def backproject(self, padded: torch.Tensor) -> torch.Tensor:
         """``(angles * padded_width, S)`` → ``(n * n, S)``."""
         width = self.geom.padded_width
         out = torch.zeros((self.geom.n**2, padded.shape[1]), dtype=self.dtype, device=self.device)
         for i, angles in enumerate(self.chunks):
-            block = padded[angles.start * width : angles.stop * width]
-            out += self.matrix("bp", i) @ block
+            out += self.backproject_chunk(i, self.pattern(i), padded[angles.start * width : angles.stop * width])
         return out
 
     def project(self, flat: torch.Tensor) -> torch.Tensor:
         """``(n * n, S)`` → ``(angles * padded_width, S)``."""
-        return torch.cat([self.matrix("fp", i) @ flat for i in range(len(self.chunks))], dim=0)
+        return torch.cat([self.project_chunk(i, self.pattern(i), flat) for i in range(len(self.chunks))])
 
 
 class _MatrixCache:
-    """A thread-safe LRU of sparse matrices bounded by their total size in bytes."""
+    """A thread-safe LRU of sparse patterns (tuples of tensors) bounded by their total size in bytes."""
 
     def __init__(self):
         self._items: OrderedDict = OrderedDict()
@@ -248,8 +279,7 @@ class _MatrixCache:
         self._lock = threading.Lock()
 
     @staticmethod
-    def _size(mat: torch.Tensor) -> int:
-        parts = (mat.crow_indices(), mat.col_indices(), mat.values())
+    def _size(parts: tuple[torch.Tensor, ...]) -> int:
         return sum(p.numel() * p.element_size() for p in parts)
 
     def get(self, key):
@@ -259,7 +289,7 @@ class _MatrixCache:
                 self._items.move_to_end(key)
             return mat
 
-    def put(self, key, mat: torch.Tensor) -> None:
+    def put(self, key, mat: tuple[torch.Tensor, ...]) -> None:
         size = self._size(mat)
         with self._lock:
             if size > CACHE_BYTES or key in self._items:
@@ -280,8 +310,9 @@ _CACHE = _MatrixCache()
 
 
 def clear_cache() -> None:
-    """Free the cached projector matrices and this thread's build buffers (rebuilt on demand)."""
+    """Free the cached projector patterns and this thread's build buffers (rebuilt on demand)."""
     _CACHE.clear()
+    _ONES.clear()
     _WORKSPACE.buffers.clear()
 
 

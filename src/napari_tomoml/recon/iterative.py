@@ -35,7 +35,7 @@ from ..progress import Progress, ProgressArg, run_to_end
 from . import _validate as v
 from .fbp import fbp
 from .geometry import Geometry, make_geometry
-from .projector import backproject_tensor, project_tensor
+from .projector import backproject_tensor, project_tensor, weighted_residual_backprojection
 
 
 def _setup(projections, theta, center, n, device):
@@ -77,16 +77,19 @@ def sirt_steps(
     y, geom, single, was_numpy = _setup(projections, theta, center, n, device)
     ones_vol = torch.ones((1, geom.n, geom.n), dtype=y.dtype, device=y.device)
     ones_proj = torch.ones((geom.n_angles, 1, geom.n_det), dtype=y.dtype, device=y.device)
-    # SIRT's diagonal scalings: inverse ray lengths (row sums) and inverse pixel hit counts (column sums)
-    inv_rows = 1.0 / project_tensor(ones_vol, geom).clamp_min(1e-6)
+    # SIRT's diagonal scalings, computed once: inverse ray lengths (row sums) and inverse pixel hit
+    # counts (column sums)
+    inv_rows = 1.0 / project_tensor(ones_vol, geom).clamp_min(1e-6).permute(0, 2, 1)
     inv_cols = 1.0 / backproject_tensor(ones_proj, geom).clamp_min(1e-6)
+    target = y.permute(0, 2, 1).contiguous()  # detector-major, as the chunked pass reads it
+    norm = torch.linalg.vector_norm(y).clamp_min(1e-30)
     x = torch.zeros((y.shape[1], geom.n, geom.n), dtype=y.dtype, device=y.device)
     for it in range(1, n_iter + 1):
-        ax = project_tensor(x, geom)
-        x = x + inv_cols * backproject_tensor((y - ax) * inv_rows, geom)
+        update, squared = weighted_residual_backprojection(x, target, inv_rows, geom)
+        x.addcmul_(inv_cols, update)
         if nonneg:
             x.clamp_(min=0)
-        residual = _relative_residual(ax, y)
+        residual = float(squared.sqrt() / norm)
         if callback is not None:
             callback(it, x, residual)
         yield Progress(it, n_iter, "SIRT", {"residual": residual})

@@ -21,13 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from . import _validate as v
-from ._workers import run_serial
 from .direct import backproject_direct
-from .geometry import Geometry, SparseProjector, detector_terms, make_geometry
-
-# Pixel-angle pairs per block of the matrix-free projector (as direct.py's back-projector).
-_SPLAT_BLOCK_CPU = 1 << 18
-_SPLAT_BLOCK_GPU = 1 << 24
+from .geometry import Geometry, SparseProjector, make_geometry
 
 
 def _operator(
@@ -38,62 +33,53 @@ def _operator(
     return SparseProjector(geom, dtype, compute), compute
 
 
-def project_direct(volume: torch.Tensor, geom: Geometry) -> torch.Tensor:
-    """Matrix-free projection ``(z, n, n)`` → ``(angles, z, n_det)``: every pixel splats onto its
-    two detector pixels at every angle, at the positions the sparse matrices use (so both agree
-    to float rounding), with memory bounded by a block of angles, whatever the geometry's size."""
-    if volume.device.type == "cpu":
-        return run_serial(_splat, volume, geom)  # thousands of small ops: see _workers
-    return _splat(volume, geom)
-
-
-def _splat(volume: torch.Tensor, geom: Geometry) -> torch.Tensor:
-    z, n, width = volume.shape[0], geom.n, geom.padded_width
-    device, dtype = volume.device, volume.dtype
-    row_term, col_term = (t.T.contiguous() for t in detector_terms(geom, slice(None), dtype, device))
-    offsets = (torch.arange(geom.n_angles, dtype=torch.int64, device=device) * width).view(-1, 1, 1)
-    # one spare bin at the end: the right tap of the last angle's last bin lands there (weight 0)
-    padded = torch.zeros((z, geom.n_angles * width + 1), dtype=dtype, device=device)
-    budget = _SPLAT_BLOCK_GPU if device.type == "cuda" else _SPLAT_BLOCK_CPU
-    per_chunk = min(geom.n_angles, max(1, budget // n))
-    rows = max(1, budget // (per_chunk * n))
-    for start in range(0, n, rows):
-        stop = min(start + rows, n)
-        for a in range(0, geom.n_angles, per_chunk):
-            b = min(a + per_chunk, geom.n_angles)
-            u = row_term[a:b, start:stop, None] + col_term[a:b, None, :]  # (angles, rows, n), >= 0
-            index = u.to(torch.int64)  # truncation = floor, as u >= 0
-            frac = u.sub_(index)
-            index = index.add_(offsets[a:b]).view(-1)
-            for s in range(z):
-                pixels = volume[s, start:stop].unsqueeze(0)  # (1, rows, n), the same at every angle
-                right = torch.mul(frac, pixels)
-                padded[s].index_add_(0, index, torch.sub(pixels, right).view(-1))
-                padded[s, 1:].index_add_(0, index, right.view(-1))  # the right tap: one bin on
-    detector = padded[:, :-1].view(z, geom.n_angles, width)[..., geom.pad_left : geom.pad_left + geom.n_det]
-    return detector.permute(1, 0, 2).contiguous()
-
-
 def _project(volume: torch.Tensor, geom: Geometry) -> torch.Tensor:
     """``(z, n, n)`` → ``(angles, z, n_det)`` without autograd bookkeeping."""
     op, compute = _operator(geom, volume.dtype, volume.device)
     z = volume.shape[0]
-    if not op.cacheable and z <= 4:  # few slices: splatting beats rebuilding what does not fit
-        return project_direct(volume.to(compute), geom).to(volume.device)
     flat = volume.to(compute).reshape(z, -1).T.contiguous()
     padded = op.project(flat).view(geom.n_angles, geom.padded_width, z)
     detector = padded[:, geom.pad_left : geom.pad_left + geom.n_det, :]
     return detector.permute(0, 2, 1).contiguous().to(volume.device)
 
 
+def weighted_residual_backprojection(
+    x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, geom: Geometry
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``A^T (weights * (y - A x))`` and ``‖A x - y‖²``, one chunk of angles at a time (no autograd).
+
+    ``x`` is ``(z, n, n)``; ``y`` and ``weights`` are detector-major, ``(angles, n_det, z)`` and
+    ``(angles, n_det, 1)``. Each chunk projects, weighs its residual and back-projects it with the
+    same sparse pattern, so a geometry too large for the cache is built once per SIRT iteration
+    instead of twice, and no full projection is ever held.
+    """
+    op, compute = _operator(geom, x.dtype, x.device)
+    z, width, left = x.shape[0], geom.padded_width, geom.pad_left
+    flat = x.to(compute).reshape(z, -1).T.contiguous()
+    y, weights = y.to(compute), weights.to(compute)
+    out = torch.zeros_like(flat)
+    squared = torch.zeros((), dtype=x.dtype, device=compute)
+    for i, angles in enumerate(op.chunks):
+        pattern = op.pattern(i)
+        k = angles.stop - angles.start
+        ax = op.project_chunk(i, pattern, flat).view(k, width, z)[:, left : left + geom.n_det]
+        residual = torch.sub(y[angles], ax)
+        squared += residual.square().sum()
+        padded = torch.zeros((k, width, z), dtype=x.dtype, device=compute)
+        torch.mul(residual, weights[angles], out=padded[:, left : left + geom.n_det])
+        out += op.backproject_chunk(i, pattern, padded.view(k * width, z))
+    return out.T.reshape(z, geom.n, geom.n).to(x.device), squared.to(x.device)
+
+
 def _direct_is_faster(op: SparseProjector, slices: int, once: bool) -> bool:
     """Whether :func:`backproject_direct` beats the sparse matrices for this call.
 
-    Measured on CPU, in ns per pixel and angle: direct ~1 + 2 per slice; the sparse product
-    0.3-2.5 per slice (less with more slices) once the matrices exist, which takes ~25 to build
-    and cache, or ~6 to rebuild on every call where they do not fit the cache.
+    Measured on CPU, in ns per pixel and angle: direct ~1 + 2 per slice; the sparse products
+    1-4.5 per slice (less with more slices) once the pattern exists, which takes ~4 to build
+    (more the first time, as fresh memory is touched), again on every call where it does not fit
+    the cache.
     """
-    if op.cached("bp"):
+    if op.cached():
         return False
     if not op.cacheable:
         return slices <= 4
