@@ -164,3 +164,28 @@ def test_dask_local_cluster_gives_the_same_outputs(night, tmp_path):
     assert two["status"] == one["status"] == ["ok", "ok", "ok", "failed"]
     assert two[3]["error"] == one[3]["error"]
     assert _bytes(tmp_path / "two") == _bytes(tmp_path / "one")
+
+
+@pytest.mark.slow
+def test_cancel_reaches_a_file_running_on_a_dask_worker(tmp_path, dask_scheduler):
+    """Closing the batch sets a Dask event the running files see at their next progress step:
+    they stop and remove their partial outputs (temporaries of a live worker, not leftovers)."""
+    import time
+
+    rng = np.random.default_rng(0)
+    inputs = []
+    for i in range(2):  # each ~15 s of TomoGAN on one thread: still running when cancelled
+        inputs.append(tmp_path / f"vol_{i}.npy")
+        np.save(inputs[-1], rng.random((400, 64, 64)).astype(np.float32))
+    out = tmp_path / "out"
+    steps = batch_steps("denoise", inputs, out, options={"device": "cpu"}, scheduler=dask_scheduler)
+    deadline = time.monotonic() + 120
+    for _ in steps:  # the scheduler's progress comes every half second while files run
+        if len(list(out.glob(".vol_*.npy.tmp-*"))) == 2 or time.monotonic() > deadline:
+            break  # both files are being written
+    assert len(list(out.glob(".vol_*.npy.tmp-*"))) == 2
+    start = time.monotonic()
+    steps.close()
+    assert time.monotonic() - start < 30  # at the next slice, not at the end of the file
+    assert sorted(p.name for p in out.iterdir()) == [SUMMARY_NAME]  # nothing half-written left
+    assert read_summary(out / SUMMARY_NAME)["status"] == ["cancelled", "cancelled"]

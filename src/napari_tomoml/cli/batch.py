@@ -26,11 +26,14 @@ def cmd_batch(args: argparse.Namespace) -> int:
     spec.add_arguments(p)
     p.add_argument("--workers", type=int, default=1, help="local worker processes (Dask LocalCluster)")
     p.add_argument("--scheduler", default=None, help="a Dask scheduler address (tcp://host:8786) or local:N")
+    p.add_argument("--chunk-rows", type=int, default=None, help="one input of reconstruct/denoise: rows per Dask "
+                   "task (default with --workers/--scheduler: about four slabs per worker); slabs resume one by one")
     p.add_argument("--no-resume", action="store_true", help="compute again the inputs whose output exists")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     opts = p.parse_args(args.rest)
     steps = batch_steps(spec, opts.input, opts.output, options=spec.options_from_args(opts),
-                        resume=not opts.no_resume, workers=opts.workers, scheduler=opts.scheduler)
+                        resume=not opts.no_resume, workers=opts.workers, scheduler=opts.scheduler,
+                        chunk_rows=opts.chunk_rows)
     summary = run_to_end(steps, progress=not opts.quiet)
     counts = summary.counts()
     print(f"batch {spec.name}: " + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("ok", "skipped", "failed"))

@@ -22,11 +22,13 @@ import os
 import re
 import time
 from collections.abc import Generator, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ..errors import Cancelled, InputError, OutputError, TomomlError
 from ..progress import Progress, ProgressArg, run_to_end
+from .chunked import CHUNKED_TASKS, chunk_bounds
 from .registry import TaskSpec, get_task
 
 log = logging.getLogger(__name__)
@@ -221,9 +223,8 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def _run_file(spec: TaskSpec, source: Path, output: Path, options: dict[str, Any], resume: bool,
-              threads: int | dict[str, int] | None) -> dict[str, Any]:
-    """One file on a Dask worker: torch limited to this worker's share of the cores."""
+def _set_threads(threads: int | dict[str, int] | None) -> None:
+    """Torch threads of this worker process: a number, or cores per worker by host name."""
     import torch
 
     if isinstance(threads, dict):  # cores per worker by host, measured by the client
@@ -232,7 +233,20 @@ def _run_file(spec: TaskSpec, source: Path, output: Path, options: dict[str, Any
         threads = threads.get(socket.gethostname()) or threads.get("*")
     if threads:
         torch.set_num_threads(int(threads))
-    return run_to_end(file_steps(spec, source, output, options, resume=resume))
+
+
+def _run_file(spec: TaskSpec, source: Path, output: Path, options: dict[str, Any], resume: bool,
+              threads: int | dict[str, int] | None, cancel: str | None = None) -> dict[str, Any]:
+    """One file on a Dask worker: torch limited to this worker's share of the cores; a cancel
+    (the ``distributed.Event`` named ``cancel``) stops it at its next progress step."""
+    from .chunked import run_cancellable
+
+    _set_threads(threads)
+    start = time.perf_counter()
+    try:
+        return run_cancellable(file_steps(spec, source, output, options, resume=resume), cancel)
+    except Cancelled:
+        return _row(source, output, "cancelled", time.perf_counter() - start)
 
 
 # ---------------------------------------------------------------------------- the batch
@@ -245,6 +259,7 @@ def batch_steps(
     resume: bool = True,
     workers: int = 1,
     scheduler: str | None = None,
+    chunk_rows: int | None = None,
 ) -> Generator[Progress, None, BatchSummary]:
     """:func:`batch` as a generator: overall :class:`Progress` in files, per-file progress in ``data``.
 
@@ -260,6 +275,8 @@ def batch_steps(
         raise OutputError(f"the output folder {out_dir} holds the inputs; write the results to another folder")
     outputs = plan_outputs(spec, sources, out_dir, opts)
     target = parse_scheduler(scheduler, workers)
+    if chunk_rows is not None:
+        chunk_bounds(1, chunk_rows)  # a usage error, before any work
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -268,7 +285,12 @@ def batch_steps(
     rows: list[dict[str, Any] | None] = [None] * len(sources)
     n = len(sources)
     try:
-        if target is None:
+        if spec.name in CHUNKED_TASKS and n == 1 and (target is not None or chunk_rows is not None):
+            rows[0] = yield from _chunked_file(spec, sources[0], outputs[0], opts, resume, chunk_rows, workers,
+                                               scheduler)
+            yield Progress(1, 1, f"{sources[0].name}: {rows[0]['status']}",
+                           {"index": 0, "input": str(sources[0]), "row": rows[0]})
+        elif target is None:
             for i, (src, out) in enumerate(zip(sources, outputs, strict=True)):
                 yield Progress(i, n, f"{src.name}: starting", {"index": i, "input": str(src), "file_done": 0,
                                                                 "file_total": 1})
@@ -292,33 +314,98 @@ def batch_steps(
     return done
 
 
-def _dask_steps(spec, sources, outputs, opts, resume, target, rows):
+def _chunked_file(spec, source, output, opts, resume, chunk_rows, workers, scheduler):
+    """One file as slabs of rows (:mod:`.chunked`), each a Dask task; returns its summary row."""
+    from ..io.writers import clean_leftovers
+    from .chunked import chunked_steps
+
+    clean_leftovers(output)
+    if output.exists() and resume:
+        return _row(source, output, "skipped")
+    start = time.perf_counter()
+    data = {"index": 0, "input": str(source)}
     try:
-        from distributed import Client, LocalCluster, as_completed
+        steps = chunked_steps(spec.name, source, output, options=opts, chunk_rows=chunk_rows, workers=workers,
+                              scheduler=scheduler, resume=resume)
+        for p in steps:
+            yield Progress(0, 1, f"{source.name}: {p.message}", {**data, "file_done": p.done, "file_total": p.total})
+    except Exception as exc:  # as file_steps: the failure goes in the summary
+        log.warning("batch %s: %s failed: %s", spec.name, source, _error_text(exc))
+        return _row(source, output, "failed", time.perf_counter() - start, _error_text(exc))
+    return _row(source, output, "ok", time.perf_counter() - start)
+
+
+@contextmanager
+def dask_client(target: str | int | None) -> Iterator[tuple[Any, Any, int]]:
+    """``(client, torch threads per worker, workers)`` for a :func:`parse_scheduler` target:
+    ``(None, None, 1)`` in this process, a LocalCluster of N processes, or a running scheduler."""
+    if target is None:
+        yield None, None, 1
+        return
+    try:
+        from distributed import Client, LocalCluster
     except ImportError:
         raise InputError("running on Dask needs the 'distributed' package: pip install distributed") from None
-
-    n = len(sources)
     cluster = None
-    yield Progress(0, n, "starting Dask workers" if isinstance(target, int) else f"connecting to {target}")
     try:
         if isinstance(target, int):
             cluster = LocalCluster(n_workers=target, threads_per_worker=1, processes=True,
                                    dashboard_address=None)
             client = Client(cluster)
             threads: Any = max(1, (os.cpu_count() or 1) // target)
+            n_workers = target
         else:
             try:
                 client = Client(target, timeout="20s")
             except (OSError, TimeoutError) as exc:
                 raise InputError(f"cannot reach the Dask scheduler at {target}: {exc}") from None
             threads = _threads_by_host(client)
+            n_workers = max(1, len(client.scheduler_info().get("workers", {})))
         try:
-            futures = {client.submit(_run_file, spec, s, o, opts, resume, threads, pure=False,
-                                     key=f"tomoml-{spec.name}-{i}-{os.getpid()}-{time.time_ns()}"): i
-                       for i, (s, o) in enumerate(zip(sources, outputs, strict=True))}
-            done = 0
-            for future in as_completed(futures):
+            yield client, threads, n_workers
+        finally:
+            client.close()
+    finally:
+        if cluster is not None:
+            cluster.close()
+
+
+def as_finished(futures: Iterable[Any], every: float = 0.5) -> Iterator[Any]:
+    """Each Dask future as it finishes, and ``None`` every ``every`` seconds while none does: a
+    step at which the caller can yield, so a cancel lands within a second, not after a file."""
+    from distributed import wait
+
+    pending = list(futures)
+    while pending:
+        try:
+            wait(pending, timeout=every, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            pass
+        finished = [f for f in pending if f.done()]
+        if not finished:
+            yield None
+        for f in finished:
+            pending.remove(f)
+            yield f
+
+
+def _dask_steps(spec, sources, outputs, opts, resume, target, rows):
+    from distributed import Event, wait
+
+    n = len(sources)
+    yield Progress(0, n, "starting Dask workers" if isinstance(target, int) else f"connecting to {target}")
+    with dask_client(target) as (client, threads, _):
+        cancel = f"tomoml-{spec.name}-{os.getpid()}-{time.time_ns()}"
+        event = Event(cancel, client=client)
+        futures = {client.submit(_run_file, spec, s, o, opts, resume, threads, cancel, pure=False,
+                                 key=f"{cancel}-{i}"): i
+                   for i, (s, o) in enumerate(zip(sources, outputs, strict=True))}
+        done = 0
+        try:
+            for future in as_finished(futures):
+                if future is None:
+                    yield Progress(done, n, "running")
+                    continue
                 i = futures[future]
                 try:
                     rows[i] = future.result()
@@ -328,12 +415,12 @@ def _dask_steps(spec, sources, outputs, opts, resume, target, rows):
                 yield Progress(done, n, f"{sources[i].name}: {rows[i]['status']}",
                                {"index": i, "input": str(sources[i]), "row": rows[i]})
         finally:
-            for future in futures:
-                future.cancel()
-            client.close()
-    finally:
-        if cluster is not None:
-            cluster.close()
+            if done < n:  # cancelled: running files stop at their next step and remove their partial output,
+                event.set()  # files not started yet end at once; the cluster closes only after that
+                wait(list(futures), timeout=60)
+                for future, i in futures.items():
+                    if rows[i] is None and future.status == "finished":
+                        rows[i] = future.result()
 
 
 def _host_cores() -> tuple[str, int]:
@@ -357,6 +444,7 @@ def batch(
     resume: bool = True,
     workers: int = 1,
     scheduler: str | None = None,
+    chunk_rows: int | None = None,
     progress: ProgressArg = None,
 ) -> BatchSummary:
     """Run a registered ``task`` over ``inputs`` into ``out_dir``; returns the summary table.
@@ -366,7 +454,10 @@ def batch(
     :func:`~napari_tomoml.tasks.registry.get_task`); output name = input stem + the task's suffix.
     ``resume`` skips inputs whose output exists (outputs appear only when complete); with
     ``resume=False`` every output is computed again. ``workers=N`` runs N local processes;
-    ``scheduler`` is a ``dask.distributed`` address or ``"local:N"``. A failed file is a row
+    ``scheduler`` is a ``dask.distributed`` address or ``"local:N"``. One input of reconstruct
+    or denoise with workers (or ``chunk_rows``) is split into slabs of ``chunk_rows`` rows, each
+    a Dask task, into one output, resumable slab by slab (:mod:`napari_tomoml.tasks.chunked`);
+    the result equals the single-process one bit for bit. A failed file is a row
     with ``status="failed"`` and its ``error``; the run goes on. The table is also written to
     ``out_dir/batch-summary.csv``.
 
@@ -375,7 +466,8 @@ def batch(
     >>> summary.counts(), [r["error"] for r in summary.failed]                # doctest: +SKIP
     ({'ok': 38, 'failed': 2}, ['scan_07.h5: not a readable HDF5 file, ...', ...])
     """
-    steps = batch_steps(task, inputs, out_dir, options=options, resume=resume, workers=workers, scheduler=scheduler)
+    steps = batch_steps(task, inputs, out_dir, options=options, resume=resume, workers=workers, scheduler=scheduler,
+                        chunk_rows=chunk_rows)
     try:
         return run_to_end(steps, progress)
     except KeyboardInterrupt:
