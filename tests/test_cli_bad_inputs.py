@@ -75,6 +75,7 @@ ROWS: list[tuple[str, str]] = [
     ("batch reconstruct {bad} {bad}/vol.npy", "is a file, not a folder"),
     ("batch reconstruct {bad} {out}/o --scheduler local:0", "local:N"),
     ("batch denoise {bad} {out}/o --workers 0", "workers=0"),
+    ("batch reconstruct {bad}/scan.h5 {out}/o --chunk-rows 0", "chunk_rows=0"),
     # outlier tables
     ("outliers {bad}/corrupt.zarr --out {out}/t.csv", "corrupt or missing chunk"),
     ("outliers {bad}/zero_size.npy --out {out}/t.csv", "empty"),
