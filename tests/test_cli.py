@@ -322,3 +322,12 @@ def test_denoise_batch_changes_memory_not_the_result(tmp_path, rng):
     for batch in ("1", "4"):
         assert cli.main(["denoise", str(vol), str(tmp_path / f"d{batch}.npy"), "--batch", batch, "--device", "cpu", "-q"]) == 0
     np.testing.assert_allclose(np.load(tmp_path / "d1.npy"), np.load(tmp_path / "d4.npy"), atol=1e-5)  # batched BLAS rounding
+
+
+def test_denoise_rows_is_a_band_denoised_on_its_own(tmp_path, rng):
+    import napari_tomoml as tm
+
+    vol = tmp_path / "vol.npy"
+    np.save(vol, rng.random((6, 40, 40)).astype(np.float32))
+    assert cli.main(["denoise", str(vol), str(tmp_path / "band.npy"), "--rows", "2:5", "--device", "cpu", "-q"]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "band.npy"), tm.denoise(np.load(vol)[2:5], device="cpu"))
