@@ -44,6 +44,7 @@ ROWS: list[tuple[str, str]] = [
     ("reconstruct {bad}/scan.h5 {bad}/vol.npy/r.npy", "is a file, not a folder"),
     ("denoise {bad}/vol.npy {bad}/vol.npy --overwrite --model {bad}/good.safetensors", "is the input"),
     ("import-tomogan {bad}/not_a_scan.h5 {bad}/good", "already exists; pass --overwrite"),
+    ("denoise {bad}/vol.npy {out}/d.npy --rows 7:9 --model {bad}/good.safetensors", "no slices selected"),
     ("train tomogan {bad}/notes --noisy {bad}/vol.npy --clean {bad}/vol.npy", "notes.json: already exists"),
     # model files that would lie
     ("denoise {bad}/vol.npy {out}/d.npy --model {bad}/nan_weights.safetensors", "NaN/inf values"),
