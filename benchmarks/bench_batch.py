@@ -13,7 +13,14 @@ compared byte for byte with an uninterrupted run. ``dask``: the same folder with
 takes: a narrow detector keeps FBP cheap so the run is about I/O and memory) written to /tmp,
 reconstructed by ``tomoml batch reconstruct --memory 1GiB`` with the peak RSS of the process
 tree sampled every 50 ms; the peer in the same run is the in-memory API on a band of rows.
-Everything written is deleted afterwards.
+``chunks``: one raw scan of ``--shape`` reconstructed by ``tomoml batch`` in one process and as
+slabs of rows on ``--scheduler local:2`` (tasks/chunked.py): identical bytes, wall times.
+``ooc-denoise``: TomoGAN on a float32 volume of ``--gib`` GiB (1024² slices) in HDF5, kept in the
+XDG cache (``$XDG_CACHE_HOME/napari-tomoml/bench/``) and written only when absent. TomoGAN costs
+seconds per 1024² slice on a CPU, so the whole volume would take hours: ``tomoml denoise
+--rows`` denoises a bounded band of ``--slices`` slices of the file opened lazily (peak RSS of
+the process tree sampled every 50 ms), beside the in-memory API on the same slices read into RAM.
+Everything else written is deleted afterwards.
 """
 
 from __future__ import annotations
@@ -131,14 +138,79 @@ def bench_ooc(tmp: Path, gib: float, memory: str, n_cols: int = 128) -> dict:
                                "rc": peer["rc"]}}
 
 
+def bench_chunks(tmp: Path, shape) -> dict:
+    """One scan split into slabs of rows on ``local:2`` against the whole scan in one process."""
+    (tmp / "one").mkdir()
+    write_scan(tmp / "one" / "scan.h5", tuple(shape))
+    rc1, wall1, _ = batch("reconstruct", str(tmp / "one"), str(tmp / "whole"), "--device", "cpu")
+    rc2, wall2, out2 = batch("reconstruct", str(tmp / "one"), str(tmp / "slabs"), "--device", "cpu",
+                             "--scheduler", "local:2")
+    return {"scan_shape": list(shape), "workers_1": {"exit": rc1, "wall_s": round(wall1, 2)},
+            "local_2_slabs": {"exit": rc2, "wall_s": round(wall2, 2), "stdout": out2.strip()},
+            "ratio_workers1_over_local2": round(wall1 / wall2, 2),
+            "identical_outputs": outputs(tmp / "whole") == outputs(tmp / "slabs") != {}}
+
+
+def big_volume(gib: float, side: int = 1024) -> tuple[Path, float | None]:
+    """A float32 volume of ``gib`` GiB (``side``² slices of discs + noise) in the XDG cache; its
+    path and the seconds it took to write (None: it was there already)."""
+    from napari_tomoml.io.writers import open_volume
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "napari-tomoml" / "bench"
+    n = int(np.ceil(gib * 2**30 / (4 * side * side)))
+    path = cache / f"volume_{n}x{side}x{side}.h5"
+    if path.exists():
+        return path, None
+    yy, xx = np.mgrid[:side, :side] - side / 2 + 0.5
+    base = ((np.hypot(yy, xx) < 0.4 * side) * 1.0 + (np.hypot(yy - 0.1 * side, xx) < 0.08 * side) * 0.5).astype(np.float32)
+    rng = np.random.default_rng(0)
+    t0 = time.perf_counter()
+    with open_volume(path, (n, side, side), metadata={"kind": "volume", "bench": "bench_batch ooc-denoise"}) as sink:
+        for a in range(0, n, 16):
+            b = min(n, a + 16)
+            sink[a:b] = base[None] + 0.1 * rng.standard_normal((b - a, side, side), dtype=np.float32)
+    return path, time.perf_counter() - t0
+
+
+def bench_ooc_denoise(tmp: Path, gib: float, slices: int) -> dict:
+    path, write_s = big_volume(gib)
+    import napari_tomoml as tm
+
+    n = tm.read_volume(path).shape[0]
+    a = n // 2
+    b = a + slices
+    run = run_measured([*TOMOML, "denoise", str(path), str(tmp / "band.h5"), "--rows", f"{a}:{b}", "--device", "cpu",
+                        "-q"])
+    code = (f"import time, numpy as np, napari_tomoml as tm; t = time.perf_counter(); "
+            f"v = np.asarray(tm.read_volume({str(path)!r}).data[{a}:{b}]); "
+            f"d = tm.denoise(v, device='cpu'); print(time.perf_counter() - t); np.save({str(tmp / 'peer.npy')!r}, d)")
+    peer = run_measured([sys.executable, "-c", code])
+    same = None
+    if run["rc"] == 0 and peer["rc"] == 0:  # the same slices, the same result?
+        same = bool(np.array_equal(np.asarray(tm.read_volume(tmp / "band.h5").data), np.load(tmp / "peer.npy")))
+    mib = slices * 4 * np.prod(tm.read_volume(path).shape[1:]) / 2**20
+    return {"file": str(path), "file_gib": round(path.stat().st_size / 2**30, 2), "shape": list(tm.read_volume(path).shape),
+            "write_s": None if write_s is None else round(write_s, 1), "rows": [a, b],
+            "out_of_core": {"exit": run["rc"], "wall_s": round(run["seconds"], 1),
+                            "peak_rss_gib": round(run["peak_rss_gib"], 3),
+                            "slices_per_s": round(slices / run["seconds"], 3),
+                            "MiB_per_s": round(mib / run["seconds"], 2), "stderr": run["stderr_tail"]},
+            "in_memory_peer": {"exit": peer["rc"], "wall_s": round(peer["seconds"], 1),
+                               "peak_rss_gib": round(peer["peak_rss_gib"], 3),
+                               "slices_per_s": round(slices / peer["seconds"], 3),
+                               "denoise_s": peer["stdout"], "stderr": peer["stderr_tail"]},
+            "identical_result": same}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["folder", "dask", "ooc"])
+    parser.add_argument("what", choices=["folder", "dask", "chunks", "ooc", "ooc-denoise"])
     parser.add_argument("--scans", type=int, default=8, help="good HDF5 scans in the folder")
     parser.add_argument("--shape", type=int, nargs=3, default=[360, 16, 256], help="angles rows cols of each scan")
     parser.add_argument("--gib", type=float, default=8.0, help="size of the out-of-core scan")
     parser.add_argument("--memory", default="1GiB", help="the batch's memory option for the out-of-core run")
     parser.add_argument("--cols", type=int, default=128, help="detector columns of the out-of-core scan")
+    parser.add_argument("--slices", type=int, default=8, help="ooc-denoise: slices denoised (a band of the file)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_batch_", dir="/tmp"))
     try:
@@ -146,8 +218,12 @@ def main() -> None:
             result = bench_folder(tmp, args.scans, tuple(args.shape))
         elif args.what == "dask":
             result = bench_dask(tmp, args.scans, tuple(args.shape))
-        else:
+        elif args.what == "chunks":
+            result = bench_chunks(tmp, args.shape)
+        elif args.what == "ooc":
             result = bench_ooc(tmp, args.gib, args.memory, args.cols)
+        else:
+            result = bench_ooc_denoise(tmp, args.gib, args.slices)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps({args.what: result}, indent=1))
