@@ -123,3 +123,19 @@ def test_bundled_model_segments_generated_images():
     assert card["classes"]["names"] == ["matrix", "pore", "inclusion"]
     assert min(card["metrics"]["heldout"]["dice"].values()) >= 0.9
     assert min(dice_scores(labels.astype(int), mask.astype(int), 3)) > 0.85
+
+
+def test_lower_precision_segmentation_against_fp32():
+    pytest.importorskip("onnxruntime")
+    from napari_tomoml.progress import run_to_end
+    from napari_tomoml.tasks.segment import segment_steps
+
+    image, _ = segmentation_image((128, 128), "mixed", seed=8)
+    fp32 = tm.segment(image, "unet-synthetic", device="cpu")
+    labels, meta = run_to_end(segment_steps(image, "unet-synthetic", device="cpu", precision="int8"))
+    report = meta["precision"]
+    assert report["used"] == "int8" and np.isfinite(report["psnr_db"])
+    assert (labels == fp32).mean() > 0.99  # logits at ~36 dB (measured): labels barely move
+    _, meta = run_to_end(segment_steps(image, "unet-synthetic", device="cpu", precision="auto"))
+    auto = meta["precision"]
+    assert (auto["used"] == "fp32") == (auto.get("psnr_db", 99) < 45)  # auto keeps >= 45 dB or falls back

@@ -21,8 +21,8 @@ import numpy as np
 
 from ..device import resolve_device
 from ..errors import InputError, ModelFileError, OutputExistsError
-from ..inference.runner import torch_predictor
 from ..inference.inputs import check_finite, check_slices
+from ..inference.runner import calibration_tiles, make_predictor
 from ..inference.tiler import Tiler, auto_tile, default_batch, predict_tiled_steps
 from ..models.normalization import fit_normalization
 from ..models.store import LoadedModel, load_model
@@ -53,7 +53,8 @@ def train_unet_steps(
     **options: Any,
 ) -> Generator[Progress, None, LoadedModel]:
     """:func:`train_unet` as a generator of :class:`Progress` (for widgets); returns the model."""
-    from ..training.segmentation import LabelledSlices, train_unet_steps as _train
+    from ..training.segmentation import LabelledSlices
+    from ..training.segmentation import train_unet_steps as _train
 
     yield Progress(0, 1, "preparing patches")
     seed = int(options.get("seed", 0))
@@ -178,6 +179,7 @@ def segment_steps(
     tile: int | None = None,
     batch: int | None = None,
     probabilities: bool = False,
+    precision: str = "fp32",
 ) -> Generator[Progress, None, tuple[np.ndarray, dict[str, Any]]]:
     """Segment slice by slice, yielding :class:`Progress` per tile batch; returns (result, metadata).
 
@@ -185,6 +187,9 @@ def segment_steps(
     with ``probabilities=True`` float32 (classes, ...) probabilities. ``tile`` is the largest tile
     side (default: from the free memory, at most 512 px); tiles overlap by the network's receptive
     field and only their centres are kept, so any tile size gives the whole-image result.
+    ``precision``: ``"fp32"``, ``"bf16"``, ``"int8"`` (ONNX Runtime, CPU) or ``"auto"`` (see
+    :mod:`napari_tomoml.inference.precision`); a lower precision is calibrated and checked against
+    fp32 (PSNR of the logits) on tiles of the middle slice, reported in ``metadata["precision"]``.
 
     >>> labels, meta = run_to_end(segment_steps(image, "unet-synthetic"))   # doctest: +SKIP
     """
@@ -200,7 +205,12 @@ def segment_steps(
     affine = fit_normalization(loaded.normalization, vol)
     nz = vol.shape[0]
     net = loaded.module
-    predict_logits = torch_predictor(net, dev)
+
+    def calibration() -> np.ndarray:
+        middle = affine.apply(np.asarray(vol[nz // 2], dtype=np.float32))[None]
+        return calibration_tiles([middle], multiple=net.size_multiple)
+
+    predict_logits, precision_report = make_predictor(net, dev, precision, calibration)
 
     def predict(batch_in: np.ndarray) -> np.ndarray:
         return torch.softmax(torch.from_numpy(predict_logits(batch_in)), dim=1).numpy()
@@ -238,7 +248,8 @@ def segment_steps(
         "classes": {"values": values, "names": (loaded.card.get("classes") or {}).get("names")},
         "normalization": {"offset": affine.offset, "scale": affine.scale},
         "parameters": {"device": str(dev), "tile": tiler.tile_shape[0], "margin": tiler.margin, "batch": batch,
-                       "probabilities": probabilities},
+                       "probabilities": probabilities, "precision": precision},
+        "precision": precision_report,
     }
     if len(np.shape(volume)) == 2:
         out = out[:, 0] if probabilities else out[0]
@@ -262,7 +273,8 @@ def segment(
     (``"unet-synthetic"``, trained on generated pores/inclusions images). Tiles overlap by the
     network's receptive field and only their centres are kept, so the result equals a
     whole-image pass for any ``tile``; memory stays bounded by the tile size. ``options``:
-    ``batch`` (tiles per forward pass).
+    ``batch`` (tiles per forward pass), ``precision`` (``"fp32"`` by default, ``"bf16"``,
+    ``"int8"`` or ``"auto"``: see :func:`segment_steps`).
 
     >>> import napari_tomoml as tm
     >>> from napari_tomoml.sim.segmentation import segmentation_image
