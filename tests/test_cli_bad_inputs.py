@@ -94,6 +94,27 @@ ROWS: list[tuple[str, str]] = [
     ("train unet {out}/m --image {bad}/vol.npy --labels {bad}/zero_size.npy", "must match"),
     ("train unet {out}/m --image {bad}/vol.npy --labels {bad}/vol.npy --patch 16", "whole numbers"),
     ("train unet {bad}/good --image {bad}/vol.npy --labels {bad}/vol.npy", "exists; pass --overwrite"),
+    # ptychography
+    ("ptycho train {bad}/diffraction_rect.npz {bad}/labels.npy {out}/m", "must be square frames, got 16 x 12"),
+    ("ptycho train {bad}/diffraction_nan.npz {bad}/labels.npy {out}/m", "contain NaN"),
+    ("ptycho train {bad}/diffraction.npz {bad}/labels.npy {out}/m --size 12", "multiple of 8"),
+    ("ptycho predict {bad}/diffraction_nan.npz {out}/p.npy --model ptychonn-sim", "contain NaN"),
+    ("ptycho predict {bad}/diffraction.npz {out}/p.npy --model {bad}/good.safetensors", "not PtychoNN"),
+    ("ptycho predict {bad}/diffraction.npz {out}/p.npy --model {bad}/missing.onnx", "does not exist"),
+    ("ptycho predict {bad}/diffraction.npz {bad}/labels.npy --model ptychonn-sim", "exists; pass --overwrite"),
+    ("ptycho predict {bad}/diffraction.npz {out}/p.tif --model ptychonn-sim", "write a .npy file"),
+    ("ptycho simulate {out}/s --overlap 1.5", "overlap must be in [0, 1)"),
+    ("ptycho simulate {out}/s --size 64 --shape 32 32", "does not fit"),
+    ("ptycho live --model ptychonn-sim --simulate {bad}/diffraction.npz --positions {bad}/positions_5.npy",
+     "6 diffraction patterns but 5 positions"),
+    ("ptycho live --model ptychonn-sim", "choose one frame source"),
+    # alignment
+    ("align {bad}/zero_angles.h5 {out}/a.npy", "the scan is empty"),
+    ("align {bad}/scan.h5 {bad}/scan.h5 --overwrite", "is the input"),
+    ("align {bad}/scan.h5 {out}/a.npy --method magic", "choose one of joint, xcorr, learned"),
+    ("align {bad}/scan.h5 {out}/a.npy --method learned --model {bad}/good.safetensors", "not an aligner"),
+    ("align {bad}/scan.h5 {out}/a.png", "unknown format"),
+    ("align {bad}/missing.h5 {out}/a.npy", "no such file or folder"),
 ]
 
 
@@ -170,6 +191,16 @@ def bad(tmp_path_factory):
     variant("zero_range", normalization={**pct, "range": [0, 0]})
     variant("pct_150", normalization={**pct, "percentiles": [0.5, 150]})
     variant("reversed_pct", normalization={**pct, "percentiles": [99.5, 0.5]})
+
+    # ptychography: 6 diffraction patterns in the published layout (.npz arr_0), their complex labels
+    patterns = np.random.default_rng(0).poisson(20, (6, 16, 16)).astype(np.float32)
+    np.savez(folder / "diffraction.npz", patterns)
+    np.savez(folder / "diffraction_rect.npz", patterns[:, :, :12])
+    with_nan = patterns.copy()
+    with_nan[2, 3, 3] = np.nan
+    np.savez(folder / "diffraction_nan.npz", with_nan)
+    np.save(folder / "labels.npy", np.exp(1j * patterns / 20).astype(np.complex64))
+    np.save(folder / "positions_5.npy", np.full((5, 2), 8.0))
     return folder
 
 

@@ -71,6 +71,8 @@ def test_missing_model_is_a_notification(make_napari_viewer, qtbot, monkeypatch,
     monkeypatch.setattr("napari.utils.notifications.show_error", shown.append)
     viewer = make_napari_viewer()
     widget = dock(viewer, "PtychoNN live")
+    assert widget.model_edit.text() == "ptychonn-sim"  # the bundled model is the default
+    widget.model_edit.setText("")
     assert widget.start() is None
     assert "model" in shown[0]
     widget.model_edit.setText("/nonexistent/pnn.safetensors")

@@ -55,10 +55,28 @@ def test_store_round_trip_keeps_weights_scale_and_variant(tmp_path):
     path = save_model(net, tmp_path / "pnn", training={"size": 16})
     loaded = load_model(path)
     assert isinstance(loaded.module, PtychoNN) and loaded.module.phase_only
-    assert loaded.card["architecture"] == "ptychonn" and loaded.card["config"] == {"nconv": 4, "phase_only": True}
+    assert loaded.card["architecture"] == "ptychonn"
+    assert loaded.card["config"] == {"nconv": 4, "phase_only": True, "batchnorm": False}
     x = torch.rand(1, 1, 16, 16) * 1e3
     with torch.no_grad():
         torch.testing.assert_close(loaded.module(x), net.eval()(x))
+
+
+def test_batchnorm_variant_and_files_written_before_it(tmp_path):
+    import json
+
+    bn = PtychoNN(nconv=4, batchnorm=True)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in bn.modules()) == 6 + 2 * 6  # one per convolution but the last
+    assert flops_per_frame(bn, 64) == flops_per_frame(PtychoNN(nconv=4), 64)  # batch norms fold into the convs
+    # a model saved before the option existed has no "batchnorm" in its card: it loads as the plain network
+    torch.manual_seed(1)
+    path = save_model(PtychoNN(nconv=4), tmp_path / "old", training={"size": 16})
+    card_path = tmp_path / "old.json"
+    card = json.loads(card_path.read_text())
+    del card["config"]["batchnorm"]
+    card_path.write_text(json.dumps(card))
+    loaded = load_model(path)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in loaded.module.modules())
 
 
 def test_odd_size_is_refused_by_the_task_layer():

@@ -60,3 +60,23 @@ def test_epie_bad_input(small_scan):
         tm.ptycho.epie(bad, s["positions"], s["probe"], iterations=1)
     with pytest.raises(InputError, match="probe"):
         tm.ptycho.epie(s["clean"], s["positions"], s["probe"][:16, :16], iterations=1)
+
+
+def test_epie_stops_at_its_own_convergence(small_scan):
+    s = small_scan
+    changes = [p.data["change"] for p in _all_progress(epie_steps(s["clean"], s["positions"], s["probe"], iterations=200,
+                                                                  tol=2e-3, device="cpu"))]
+    assert 1 < len(changes) < 200 and changes[-1] < 2e-3 <= changes[-2]
+    assert changes[0] > 10 * changes[-1]  # the phase settles: early iterations move it most
+    obj, _ = tm.ptycho.epie(s["clean"], s["positions"], s["probe"], iterations=200, tol=2e-3, device="cpu")
+    fixed, _ = tm.ptycho.epie(s["clean"], s["positions"], s["probe"], iterations=len(changes), device="cpu")
+    np.testing.assert_array_equal(obj, fixed)  # the same run, stopped at the same iteration
+
+
+def _all_progress(gen):
+    out = []
+    try:
+        while True:
+            out.append(next(gen))
+    except StopIteration:
+        return out

@@ -9,7 +9,7 @@ import torch
 import napari_tomoml as tm
 from napari_tomoml.errors import InputError, ModelFileError
 from napari_tomoml.models.ptychonn import PtychoNN
-from napari_tomoml.models.store import load_model, save_model
+from napari_tomoml.models.store import LoadedModel, load_model, save_model
 from napari_tomoml.ptycho import sim
 from napari_tomoml.ptycho.nn import resize_stack
 
@@ -162,3 +162,88 @@ def test_predict_refuses_other_models_and_bad_frames(tmp_path, trained):
     with pytest.raises(ModelFileError):
         tm.ptycho.predict(np.ones((1, 16, 16)), model=tmp_path / "missing.onnx")
     assert load_model(trained).module is trained.module
+
+
+def test_illuminated_loss_ignores_the_dark_part_of_each_window(trainset):
+    from napari_tomoml.training.ptycho import PtychoNNTask
+
+    s = trainset
+    radius = 0.6 * sim.probe_diameter(sim.focused_probe(16, aperture=0.3, defocus=0.6))
+    weight = tm.ptycho.illumination(16, radius)
+    torch.manual_seed(0)
+    x = torch.from_numpy(resize_stack(s["patterns"][:4], 16, counts=True)[:, None])
+    y = torch.from_numpy(np.stack([s["phase"][:4], s["amplitude"][:4]], axis=1))
+    y_dark = y.clone()
+    y_dark[:, :, torch.from_numpy(weight == 0)] = 3.0  # labels changed only where the probe is dark
+    losses = []
+    for target in (y, y_dark):
+        torch.manual_seed(0)
+        task = PtychoNNTask(PtychoNN(nconv=4), weight=weight, schedule="cosine")
+        losses.append(task.train_step(lambda t=target: (x, t), torch.Generator(), 0)["l1"])
+    assert losses[0] == losses[1] and losses[0] > 0
+    # a trained model records its lit area; its patches are stitched with the same weights
+    model = tm.ptycho.train(s["patterns"], s["amplitude"], s["phase"], size=16, steps=3, device="cpu", nconv=4,
+                            illuminated_radius=radius, schedule="cosine")
+    assert model.card["training"]["illuminated_radius"] == pytest.approx(radius)
+    assert model.card["training"]["schedule"] == "cosine" and "phase_mae" in model.card["metrics"]
+    np.testing.assert_array_equal(tm.ptycho.stitch_weights(model), weight)
+    assert tm.ptycho.stitch_weights(model, 32).shape == (32, 32)
+    assert tm.ptycho.stitch_weights(PtychoNN()) == "taper"
+    with pytest.raises(InputError, match="schedule"):
+        tm.ptycho.train(s["patterns"], s["amplitude"], s["phase"], size=16, steps=1, schedule="linear")
+
+
+def test_batchnorm_variant_saves_exports_and_predicts_the_same(tmp_path, trainset):
+    s = trainset
+    model = tm.ptycho.train(s["patterns"], s["amplitude"], s["phase"], size=16, steps=4, device="cpu", nconv=4,
+                            batchnorm=True)
+    assert model.module.config["batchnorm"] and not model.module.training
+    path = save_model(model.module, tmp_path / "bn", **{k: model.card[k] for k in ("training", "metrics", "normalization")})
+    x = s["patterns"][:5]
+    amp, ph = tm.ptycho.predict(x, model=model, device="cpu")
+    amp2, ph2 = tm.ptycho.predict(x, model=path, device="cpu")
+    np.testing.assert_allclose(ph2, ph, atol=1e-5)
+    pytest.importorskip("onnxruntime")
+    amp3, ph3 = tm.ptycho.predict(x, model=tm.ptycho.export_onnx(path, tmp_path / "bn.onnx"))
+    assert np.abs(ph3 - ph).max() <= 1e-4 and np.abs(amp3 - amp).max() <= 1e-4
+
+
+def test_inference_copy_folds_batchnorm_and_leaves_the_model_alone():
+    from napari_tomoml.ptycho.nn import inference_copy
+
+    torch.manual_seed(0)
+    net = PtychoNN(nconv=4, batchnorm=True)
+    for m in net.modules():  # running statistics as after training, not the identity of a fresh network
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    net.eval()
+    fast = inference_copy(LoadedModel(net)).module
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    x = torch.rand(3, 1, 32, 32) * 1e3
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x.contiguous(memory_format=torch.channels_last)), net(x), rtol=1e-4, atol=1e-4)
+
+
+def test_bundled_model_reproduces_its_held_out_scores():
+    """ptychonn-sim on the held-out scan of scripts/train_ptychonn.py (an object it never saw): the phase
+    scores in its card are what it gives, and far better than the best constant guess."""
+    model = load_model("ptychonn-sim")
+    held = model.card["metrics"]["heldout"]
+    obj = sim.random_object((160, 320), seed=0)
+    probe = sim.focused_probe(32, aperture=0.2, defocus=0.5, photons=1e6)
+    d = sim.probe_diameter(probe)
+    pos = sim.spiral_scan((160, 320 - 240), 32, d, overlap=0.6) + [0, 240]
+    patterns = sim.simulate(obj, probe, pos, photons=1e6, seed=2)
+    y0, y1, x0, x1 = held["region"]
+    region = (slice(y0, y1), slice(x0, x1))
+    _, ph = tm.ptycho.predict(patterns, model=model, device="cpu")
+    stitched = tm.ptycho.stitch(ph, pos, obj.shape, weights=tm.ptycho.stitch_weights(model))
+    scores = tm.ptycho.phase_scores(stitched, np.angle(obj), region)
+    assert len(pos) == held["positions"]
+    for key in ("ssim", "psnr", "mae"):
+        assert scores[key] == pytest.approx(held["scores"]["ptychonn"][key], rel=0.02, abs=2e-3), key
+    flat = tm.ptycho.phase_scores(np.full(obj.shape, np.median(np.angle(obj)[region])), np.angle(obj), region)
+    assert scores["mae"] < 0.6 * flat["mae"] and scores["ssim"] > 0.5, (scores, flat)

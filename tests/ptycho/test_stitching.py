@@ -62,3 +62,14 @@ def test_bad_stitch_input():
         tm.ptycho.stitch(np.ones((3, 4, 4)), np.zeros((2, 2)) + 2, (8, 8))
     with pytest.raises(InputError, match="weights"):
         tm.ptycho.stitch(np.ones((1, 4, 4)), np.array([[2, 2]]), (8, 8), weights=np.ones((3, 3)))
+
+
+def test_illumination_weights_the_lit_disc():
+    w = tm.ptycho.illumination(32, 10.0)
+    yy, xx = np.mgrid[:32, :32] - 16
+    r = np.hypot(yy, xx)
+    assert w.shape == (32, 32) and w.dtype == np.float32
+    assert np.all(w[r <= 5] == 1) and np.all(w[r >= 10] == 0)
+    assert np.all(np.diff(w[16, 16:27]) <= 0)  # falls monotonically from the centre
+    with pytest.raises(InputError, match="positive"):
+        tm.ptycho.illumination(32, 0)

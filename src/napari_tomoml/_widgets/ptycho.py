@@ -87,6 +87,7 @@ class PtychoLiveWidget(QWidget):
 
         self.model_edit = QLineEdit()
         self.model_edit.setPlaceholderText("PtychoNN model (.safetensors or .onnx)")
+        self.model_edit.setText("ptychonn-sim")  # the bundled model: the built-in demo scan has its geometry
         browse = QPushButton("…")
         browse.clicked.connect(self._browse)
         model_row = QHBoxLayout()

@@ -23,17 +23,19 @@ import torch
 from torch import nn
 
 
-def _block(c_in: int, c_out: int) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(c_out, c_out, 3, padding=1),
-            nn.ReLU(inplace=True)]
+def _block(c_in: int, c_out: int, norm: bool = False) -> list[nn.Module]:
+    layers: list[nn.Module] = []
+    for c in (c_in, c_out):
+        layers += [nn.Conv2d(c, c_out, 3, padding=1)] + ([nn.BatchNorm2d(c_out)] if norm else []) + [nn.ReLU(inplace=True)]
+    return layers
 
 
-def _decoder(nconv: int, activation: nn.Module) -> nn.Sequential:
+def _decoder(nconv: int, activation: nn.Module, norm: bool) -> nn.Sequential:
     up = lambda: nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)  # noqa: E731
     return nn.Sequential(
-        *_block(nconv * 4, nconv * 4), up(),
-        *_block(nconv * 4, nconv * 2), up(),
-        *_block(nconv * 2, nconv * 2), up(),
+        *_block(nconv * 4, nconv * 4, norm), up(),
+        *_block(nconv * 4, nconv * 2, norm), up(),
+        *_block(nconv * 2, nconv * 2, norm), up(),
         nn.Conv2d(nconv * 2, 1, 3, padding=1), activation,
     )
 
@@ -57,16 +59,17 @@ class PtychoNN(nn.Module):
     torch.Size([1, 1, 32, 32])
     """
 
-    def __init__(self, nconv: int = 32, phase_only: bool = False):
+    def __init__(self, nconv: int = 32, phase_only: bool = False, batchnorm: bool = False):
         super().__init__()
-        self.config = {"nconv": int(nconv), "phase_only": bool(phase_only)}
+        self.config = {"nconv": int(nconv), "phase_only": bool(phase_only), "batchnorm": bool(batchnorm)}
+        norm = bool(batchnorm)
         self.encoder = nn.Sequential(
-            *_block(1, nconv), nn.MaxPool2d(2),
-            *_block(nconv, nconv * 2), nn.MaxPool2d(2),
-            *_block(nconv * 2, nconv * 4), nn.MaxPool2d(2),
+            *_block(1, nconv, norm), nn.MaxPool2d(2),
+            *_block(nconv, nconv * 2, norm), nn.MaxPool2d(2),
+            *_block(nconv * 2, nconv * 4, norm), nn.MaxPool2d(2),
         )
-        self.phase_decoder = _decoder(nconv, _ScaledTanh())
-        self.amplitude_decoder = None if phase_only else _decoder(nconv, nn.Sigmoid())
+        self.phase_decoder = _decoder(nconv, _ScaledTanh(), norm)
+        self.amplitude_decoder = None if phase_only else _decoder(nconv, nn.Sigmoid(), norm)
         self.register_buffer("input_scale", torch.ones(()))
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

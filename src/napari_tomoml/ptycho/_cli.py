@@ -47,7 +47,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from . import sim
 
     out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
     names = [out / "diffraction.npz", out / "labels.npy", out / "positions.npy", out / "object.npy"]
     for name in names:
         _refuse_existing(name, args.overwrite)
@@ -56,6 +55,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     scan = sim.raster_scan if args.scan == "raster" else sim.spiral_scan
     pos = scan(obj.shape, args.size, sim.probe_diameter(probe), overlap=args.overlap)
     patterns = sim.simulate(obj, probe, pos, photons=args.photons, seed=args.seed)
+    out.mkdir(parents=True, exist_ok=True)  # only once the settings have proved workable
     np.savez_compressed(names[0], patterns)  # unnamed → arr_0, as published
     np.save(names[1], sim.patches(obj, pos, args.size))
     np.save(names[2], pos)
@@ -78,7 +78,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     steps = train_steps(ds.patterns, None if args.phase_only else ds.amplitude, ds.phase, size=args.size,
                         steps=args.steps, batch=args.batch, lr=args.lr, phase_only=args.phase_only, nconv=args.nconv,
                         val_fraction=args.val_fraction, seed=args.seed, device=args.device,
-                        checkpoint_dir=args.checkpoint)
+                        checkpoint_dir=args.checkpoint, batchnorm=args.batchnorm, schedule=args.schedule,
+                        illuminated_radius=args.illuminated_radius)
     model = run_to_end(steps, progress=not args.quiet)
     card = model.card
     path = save_model(model.module, weights, **{k: card[k] for k in ("description", "normalization", "training", "metrics")})
@@ -93,7 +94,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from .io import load_dataset
-    from .nn import predict
+    from ..device import resolve_device
+    from .nn import _resolve_model, predict, stitch_weights
     from .stitching import stitch
 
     out = Path(args.output)
@@ -101,14 +103,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise InputError(f"output {out}: write a .npy file")
     _refuse_existing(out, args.overwrite)
     ds = load_dataset(args.diffraction)
+    model = _resolve_model(args.model, resolve_device(args.device))
     t = time.perf_counter()
-    amp, phase = predict(ds.patterns, model=args.model, batch=args.batch, device=args.device)
+    amp, phase = predict(ds.patterns, model=model, batch=args.batch, device=args.device)
     took = time.perf_counter() - t
     pos = _positions(args.positions, len(phase))
     if pos is not None:
         scale = ds.patterns.shape[1] / phase.shape[1]  # object pixels per predicted pixel
         extent = args.shape or pos.max(axis=0) + ds.patterns.shape[1]
-        result = stitch(phase, pos / scale, tuple(int(np.ceil(v / scale)) for v in extent))
+        result = stitch(phase, pos / scale, tuple(int(np.ceil(v / scale)) for v in extent),
+                        weights=stitch_weights(model, phase.shape[1]))
     else:
         result = phase
     _save_npy(out, result, args.overwrite)
@@ -195,6 +199,10 @@ def add_ptycho_parser(sub: Any) -> None:
     t.add_argument("--nconv", type=int, default=32, help="encoder channels of the first block (published: 32)")
     t.add_argument("--val-fraction", type=float, default=0.1)
     t.add_argument("--phase-only", action="store_true", help="the phase-only variant")
+    t.add_argument("--batchnorm", action="store_true", help="batch norm after each convolution (trains faster)")
+    t.add_argument("--schedule", choices=["cyclic", "cosine"], default="cyclic", help="learning rate (published: cyclic)")
+    t.add_argument("--illuminated-radius", type=float, default=None,
+                   help="pixels: count the loss only where the probe lights the object (e.g. 0.6 x its diameter)")
     t.add_argument("--checkpoint", help="checkpoint folder (resumes if present)")
     t.add_argument("--onnx", action="store_true", help="also write OUTPUT.onnx")
     t.add_argument("--seed", type=int, default=0)

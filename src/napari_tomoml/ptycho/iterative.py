@@ -38,10 +38,12 @@ def epie_steps(
     beta: float = 1.0,
     batch: int = 16,
     rescale_probe: bool = False,
+    tol: float | None = None,
     seed: int = 0,
     device: str = "auto",
 ) -> Generator[Progress, None, tuple[np.ndarray, np.ndarray]]:
-    """:func:`epie` as a generator yielding one :class:`Progress` per iteration (cancel at a yield)."""
+    """:func:`epie` as a generator yielding one :class:`Progress` per iteration (cancel at a yield); each
+    carries ``data={"change": ...}``, the iteration's mean phase change (rad) where the scan lit the object."""
     pats = check_patterns(patterns)
     pos = check_positions(positions, len(pats))
     probe = np.asarray(probe)
@@ -69,7 +71,9 @@ def epie_steps(
     cx = torch.from_numpy(corners[:, 1]).to(dev)
     rng = np.random.default_rng(seed)
     flat_shape = shape[0] * shape[1]
+    lit = torch.zeros(flat_shape, dtype=torch.bool, device=dev)
     for it in range(iterations):
+        start = O.clone()
         for chunk in np.array_split(rng.permutation(len(pats)), max(1, int(np.ceil(len(pats) / batch)))):
             b = torch.from_numpy(chunk).to(dev)
             rows = (cy[b, None] + idx)[:, :, None]
@@ -86,10 +90,15 @@ def epie_steps(
             cnt = torch.zeros(flat_shape, dtype=torch.float32, device=dev).index_add_(
                 0, flat.reshape(-1), torch.ones(flat.numel(), device=dev))
             O = O + (num / cnt.clamp_min(1)).reshape(shape)
+            if it == 0:
+                lit |= cnt > 0
             if update_probe and it >= probe_start:
                 d_probe = beta * o.conj() / (o.abs() ** 2).amax(dim=(1, 2), keepdim=True).clamp_min(1e-12) * diff
                 P = P + d_probe.mean(dim=0)
-        yield Progress(it + 1, iterations, "ePIE iteration")
+        change = float(torch.angle(O.reshape(-1)[lit] * start.reshape(-1)[lit].conj()).abs().mean())
+        yield Progress(it + 1, iterations, "ePIE iteration", data={"change": change})
+        if tol is not None and change < tol:
+            break
     return O.cpu().numpy(), P.cpu().numpy()
 
 
@@ -106,6 +115,7 @@ def epie(
     beta: float = 1.0,
     batch: int = 16,
     rescale_probe: bool = False,
+    tol: float | None = None,
     seed: int = 0,
     device: str = "auto",
     progress: ProgressArg = None,
@@ -117,7 +127,9 @@ def epie(
     :func:`~napari_tomoml.ptycho.simulate`, or a guess with ``rescale_probe=True`` and
     ``update_probe=True``). The object starts as ones of ``shape`` (default: just what the scan
     covers); positions are visited in a new random order each iteration, ``batch`` at a time.
-    Returns ``(obj, probe)`` complex64.
+    With ``tol`` it stops early, once an iteration changes the phase by less than ``tol`` rad on
+    average (its own convergence; ``iterations`` is then the most it may run). Returns
+    ``(obj, probe)`` complex64.
 
     >>> import napari_tomoml as tm
     >>> truth = tm.ptycho.random_object((64, 64), seed=0)
@@ -132,6 +144,6 @@ def epie(
     return run_to_end(
         epie_steps(patterns, positions, probe, iterations=iterations, shape=shape, update_probe=update_probe,
                    probe_start=probe_start, alpha=alpha, beta=beta, batch=batch, rescale_probe=rescale_probe,
-                   seed=seed, device=device),
+                   tol=tol, seed=seed, device=device),
         progress,
     )

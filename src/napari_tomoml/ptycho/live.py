@@ -30,7 +30,7 @@ import numpy as np
 from ..device import resolve_device
 from ..errors import InputError, ScanReadError
 from ..progress import Progress, ProgressArg, run_to_end
-from .nn import _check_size, _resolve_model, inference_copy, model_size, resize_stack, run_network
+from .nn import _check_size, _resolve_model, inference_copy, model_size, resize_stack, run_network, stitch_weights
 from .sim import check_patterns, check_positions
 from .stitching import Stitcher
 
@@ -322,8 +322,9 @@ class LiveEngine:
 
     ``size``: the network input size (default: the model's training size); frames are binned to
     it, and the stitched image is on that grid (``scale`` = frame size / size object pixels per
-    image pixel). ``max_buffer`` bounds the waiting frames (oldest dropped, counted); ``None``
-    keeps all.
+    image pixel), patches weighted by ``weights`` (default ``"model"``: the model's
+    :func:`~napari_tomoml.ptycho.nn.stitch_weights`). ``max_buffer`` bounds the waiting frames
+    (oldest dropped, counted); ``None`` keeps all.
 
     >>> engine = LiveEngine(SimulatedDetector(patterns, positions, rate=500), model)   # doctest: +SKIP
     >>> result = run_to_end(engine.steps())                                            # doctest: +SKIP
@@ -331,7 +332,7 @@ class LiveEngine:
     """
 
     def __init__(self, source: Any, model: Any, *, batch: int = 64, size: int | None = None, device: str = "auto",
-                 max_buffer: int | None = None, weights: np.ndarray | str | None = "taper",
+                 max_buffer: int | None = None, weights: np.ndarray | str | None = "model",
                  canvas: tuple[int, int] | None = None):
         self.source = source
         self.device = resolve_device(device)
@@ -391,6 +392,8 @@ class LiveEngine:
             self.size = size
             self.scale = self.frame_size / size
             shape = (0, 0) if self.canvas is None else tuple(int(np.ceil(c / self.scale)) for c in self.canvas)
+            if isinstance(self.weights, str) and self.weights == "model":
+                self.weights = stitch_weights(model, size)
             self.phase = Stitcher(shape, self.weights)
         elif pats.shape[1] != self.frame_size:
             raise InputError(f"a {pats.shape[1]}² frame arrived in a scan of {self.frame_size}² frames")

@@ -26,6 +26,23 @@ def taper(n: int, edge: float = 0.25) -> np.ndarray:
     return np.outer(x, x).astype(np.float32)
 
 
+def illumination(n: int, radius: float) -> np.ndarray:
+    """An (n, n) weight for the area a probe lights: 1 inside ``radius / 2``, a cosine fall to 0 at ``radius``
+    (pixels; e.g. 0.6 x :func:`~napari_tomoml.ptycho.probe_diameter`, a little beyond its 90 % energy disc).
+
+    A network trained with this loss weight predicts only there, so its patches are stitched with it too.
+
+    >>> w = illumination(32, 8.0)
+    >>> float(w[16, 16]), float(w[16, 26]), w.shape
+    (1.0, 0.0, (32, 32))
+    """
+    if radius <= 0:
+        raise InputError(f"the illuminated radius must be positive, got {radius}")
+    yy, xx = np.mgrid[:n, :n] - n // 2
+    r = np.clip((np.hypot(yy, xx) - radius / 2) / (radius / 2), 0.0, 1.0)
+    return (0.5 + 0.5 * np.cos(np.pi * r)).astype(np.float32)
+
+
 class Stitcher:
     """Accumulates weighted patches into a canvas that grows as positions arrive (live mode).
 
