@@ -99,19 +99,12 @@ def chunk_items(shape: Sequence[int], budget: int = CHUNK_BYTES) -> int:
     return int(max(1, min(shape[0], budget // (4 * int(np.prod(shape[1:]))))))
 
 
-def iter_chunks(
-    stack: Any, name: str = "stack", budget: int = CHUNK_BYTES, *, min_items: int = 1
-) -> Iterator[tuple[int, np.ndarray]]:
-    """``(start, float32 chunk)`` over the items; refuses NaN/inf items by index.
-
-    Every chunk holds at least ``min_items`` items (a short last chunk joins the one before).
-    """
+def iter_chunks(stack: Any, name: str = "stack", budget: int = CHUNK_BYTES) -> Iterator[tuple[int, np.ndarray]]:
+    """``(start, float32 chunk)`` over the items; refuses NaN/inf items by index."""
     n = stack.shape[0]
-    step = max(chunk_items(stack.shape, budget), min_items)
-    starts = list(range(0, n, step))
-    if len(starts) > 1 and n - starts[-1] < min_items:
-        starts.pop()
-    for start, stop in zip(starts, starts[1:] + [n]):
+    step = chunk_items(stack.shape, budget)
+    for start in range(0, n, step):
+        stop = min(start + step, n)
         chunk = np.asarray(stack[start:stop], dtype=np.float32)
         finite = np.isfinite(chunk).reshape(len(chunk), -1).all(axis=1)
         if not finite.all():
@@ -146,25 +139,54 @@ def _downsample(chunk: np.ndarray, f: int) -> np.ndarray:
     return small.reshape(len(chunk), -1)
 
 
+class _Covariance:
+    """Running mean and covariance of rows, chunk by chunk, for an exact PCA in one pass.
+
+    Sums are taken about the first chunk's mean (float64), so they do not cancel. Cheaper than
+    scikit-learn's IncrementalPCA, which runs an SVD per chunk (10 of 22 CPU s of the features
+    of 10,000 items of 64²; this is under 1 s).
+    """
+
+    def __init__(self) -> None:
+        self.n, self.shift, self.total, self.scatter = 0, None, None, None
+
+    def add(self, rows: np.ndarray) -> None:
+        rows = np.asarray(rows, np.float64)
+        if self.shift is None:
+            self.shift = rows.mean(0)
+            self.total = np.zeros_like(self.shift)
+            self.scatter = np.zeros((len(self.shift), len(self.shift)))
+        centred = rows - self.shift
+        self.n += len(rows)
+        self.total += centred.sum(0)
+        self.scatter += centred.T @ centred
+
+    def pca(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, the ``k`` leading principal axes as rows), signs fixed so the largest entry is positive."""
+        offset = self.total / self.n
+        cov = (self.scatter - self.n * np.outer(offset, offset)) / max(self.n - 1, 1)
+        values, vectors = np.linalg.eigh(cov)
+        axes = vectors[:, np.argsort(values)[::-1][:k]].T
+        axes *= np.sign(axes[np.arange(len(axes)), np.abs(axes).argmax(1)])[:, None]
+        return self.shift + offset, axes
+
+
 def _pixels_steps(stack: Any, name: str, state: dict) -> Generator[Progress, None, FeatureTable]:
     """Downsampled pixels → PCA; the PCA is fitted here unless ``state`` holds one (a reference's)."""
-    from sklearn.decomposition import IncrementalPCA
-
     n = stack.shape[0]
     f = _block_factor(stack.shape)
     dims = int(np.prod([-(-s // f) for s in stack.shape[1:]]))
     cache: list[np.ndarray] | None = None
     if "pca_components" not in state:
-        k = min(PIXELS_COMPONENTS, n, dims)
-        pca = IncrementalPCA(n_components=k)
+        covariance = _Covariance()
         cache = [] if n * dims * 4 <= 4 * CHUNK_BYTES else None  # keep small downsampled stacks
-        for start, chunk in iter_chunks(stack, name, min_items=k):  # IncrementalPCA needs >= k rows
+        for start, chunk in iter_chunks(stack, name):
             small = _downsample(chunk, f)
-            pca.partial_fit(small)
+            covariance.add(small)
             if cache is not None:
                 cache.append(small)
             yield Progress(start + len(chunk), 2 * n, "pixels: fitting PCA")
-        state["pca_mean"], state["pca_components"] = pca.mean_, pca.components_
+        state["pca_mean"], state["pca_components"] = covariance.pca(min(PIXELS_COMPONENTS, n, dims))
     mean, components = np.asarray(state["pca_mean"]), np.asarray(state["pca_components"])
     if components.shape[1] != dims:
         raise InputError(

@@ -42,6 +42,7 @@ TSNE_EXAGGERATION_ITER = 250  # openTSNE's defaults: early exaggeration, then th
 TSNE_ITER = 500
 TSNE_STEP = 50  # iterations between progress reports (and chances to cancel)
 FFT_FROM = 2500  # points from which t-SNE gradients use FFT interpolation (measured crossover)
+FFT_UNITS_PER_INTERVAL = 2
 # reference points kept for OOD scoring: enough for a k-NN density, small enough for a JSON card
 REFERENCE_POINTS = 5000
 
@@ -80,7 +81,12 @@ def _tsne_steps(z: np.ndarray, perplexity: float, seed: int) -> Generator[Progre
     # CPU s per 100 iterations, FFT vs Barnes-Hut: 1.9 vs 0.45 at 1k points, 1.7 vs 2.2 at 3k,
     # 2.8 vs 12 at 10k; openTSNE's own switch point (10k) is late on our CPUs
     method = "fft" if len(z) >= FFT_FROM else "bh"
-    emb = TSNEEmbedding(init, aff, negative_gradient_method=method, n_jobs=_n_jobs(), random_state=seed)
+    # FFT grid: one interpolation interval per 2 embedding units instead of openTSNE's 1. As the
+    # map spreads (to ~180 units at 10k points) the default grid made the late iterations 6x
+    # dearer (21 vs 3.7 CPU s per 100); at 2 units they stay at ~3 s, and the 10-nearest-neighbour
+    # recall of the map is unchanged (0.410 vs 0.413 at 10k items)
+    grid = {"ints_in_interval": FFT_UNITS_PER_INTERVAL} if method == "fft" else {}
+    emb = TSNEEmbedding(init, aff, negative_gradient_method=method, n_jobs=_n_jobs(), random_state=seed, **grid)
     done = 0
     for phase_iter, exaggeration, momentum in ((TSNE_EXAGGERATION_ITER, 12.0, 0.5), (TSNE_ITER, None, 0.8)):
         for start in range(0, phase_iter, TSNE_STEP):
