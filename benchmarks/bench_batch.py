@@ -20,6 +20,8 @@ XDG cache (``$XDG_CACHE_HOME/napari-tomoml/bench/``) and written only when absen
 seconds per 1024² slice on a CPU, so the whole volume would take hours: ``tomoml denoise
 --rows`` denoises a bounded band of ``--slices`` slices of the file opened lazily (peak RSS of
 the process tree sampled every 50 ms), beside the in-memory API on the same slices read into RAM.
+``ooc-npy``: ``tomoml denoise`` of a ``.npy`` volume of ``--gib`` GiB (in /tmp) for ``--seconds``,
+then stopped: the peak RSS while it reads the file (normalisation, first slices).
 Everything else written is deleted afterwards.
 """
 
@@ -202,15 +204,33 @@ def bench_ooc_denoise(tmp: Path, gib: float, slices: int) -> dict:
             "identical_result": same}
 
 
+def bench_ooc_npy(tmp: Path, gib: float, seconds: float) -> dict:
+    """``tomoml denoise`` of a ``.npy`` volume of ``gib`` GiB for ``seconds`` (then stopped): its peak RSS."""
+    side = 1024
+    n = int(np.ceil(gib * 2**30 / (4 * side * side)))
+    path = tmp / "volume.npy"
+    mapped = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, side, side))
+    rng = np.random.default_rng(0)
+    for a in range(0, n, 32):
+        mapped[a : a + 32] = rng.random((min(n, a + 32) - a, side, side), dtype=np.float32)
+    mapped.flush()
+    del mapped
+    run = run_measured([*TOMOML, "denoise", str(path), str(tmp / "out.npy"), "--device", "cpu"], timeout=seconds)
+    return {"file_gib": round(path.stat().st_size / 2**30, 2), "shape": [n, side, side], "ran_s": round(run["seconds"], 1),
+            "stopped_after_timeout": run["stopped_after_timeout"], "peak_rss_gib": round(run["peak_rss_gib"], 3),
+            "last_progress": run["last_progress"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["folder", "dask", "chunks", "ooc", "ooc-denoise"])
+    parser.add_argument("what", choices=["folder", "dask", "chunks", "ooc", "ooc-denoise", "ooc-npy"])
     parser.add_argument("--scans", type=int, default=8, help="good HDF5 scans in the folder")
     parser.add_argument("--shape", type=int, nargs=3, default=[360, 16, 256], help="angles rows cols of each scan")
     parser.add_argument("--gib", type=float, default=8.0, help="size of the out-of-core scan")
     parser.add_argument("--memory", default="1GiB", help="the batch's memory option for the out-of-core run")
     parser.add_argument("--cols", type=int, default=128, help="detector columns of the out-of-core scan")
     parser.add_argument("--slices", type=int, default=8, help="ooc-denoise: slices denoised (a band of the file)")
+    parser.add_argument("--seconds", type=float, default=90, help="ooc-npy: how long the denoise runs before it is stopped")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_batch_", dir="/tmp"))
     try:
@@ -222,8 +242,10 @@ def main() -> None:
             result = bench_chunks(tmp, args.shape)
         elif args.what == "ooc":
             result = bench_ooc(tmp, args.gib, args.memory, args.cols)
-        else:
+        elif args.what == "ooc-denoise":
             result = bench_ooc_denoise(tmp, args.gib, args.slices)
+        else:
+            result = bench_ooc_npy(tmp, args.gib, args.seconds)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps({args.what: result}, indent=1))

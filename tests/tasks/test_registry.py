@@ -148,3 +148,22 @@ def test_outliers_writes_a_score_table(files, tmp_path):
     meta = _run("outliers", files / "stack.npy", tmp_path / "scores.csv", method="pca")  # t-SNE needs > 90 items
     rows = list(csv.DictReader(open(tmp_path / "scores.csv")))
     assert meta["items"] == len(rows) == 16 and "score" in rows[0]
+
+
+def test_a_large_npy_is_denoised_slice_by_slice(files, tmp_path, monkeypatch):
+    """A memory-mapped .npy above the lazy threshold is read one slice at a time (as a dask array),
+    NaN is reported by slice, and the result is the in-memory one."""
+    import napari_tomoml as tm
+    from napari_tomoml.io import _common
+    from napari_tomoml.tasks.registry import lazy_volume
+
+    monkeypatch.setattr(_common, "LAZY_THRESHOLD_BYTES", 0)  # every file counts as large
+    mapped = np.load(files / "volume.npy", mmap_mode="r")
+    assert not isinstance(lazy_volume(mapped), np.ndarray) and type(lazy_volume(np.array(mapped))) is np.ndarray
+    _run("denoise", files / "volume.npy", tmp_path / "d.npy")
+    np.testing.assert_array_equal(np.load(tmp_path / "d.npy"), tm.denoise(np.load(files / "volume.npy"), device="cpu"))
+    bad = np.load(files / "volume.npy")
+    bad[2, 5, 5] = np.nan
+    np.save(tmp_path / "nan.npy", bad)
+    with pytest.raises(InputError, match="slice z=2 contains NaN"):
+        _run("denoise", tmp_path / "nan.npy", tmp_path / "n.npy")

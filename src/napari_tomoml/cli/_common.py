@@ -121,8 +121,10 @@ def read_volume(path: Path):
     if path.suffix.lower() == ".npy" and path.is_file():
         from ..errors import ScanReadError
 
+        from ..tasks.registry import lazy_volume
+
         try:
-            return np.load(path, mmap_mode="r", allow_pickle=False)
+            return lazy_volume(np.load(path, mmap_mode="r", allow_pickle=False))
         except (OSError, ValueError, EOFError) as exc:
             raise ScanReadError(f"{path}: not a readable .npy file, corrupt or truncated? ({exc})") from None
     return load_scan(path).projections  # the io readers treat any 3-D stack alike

@@ -253,6 +253,19 @@ def memory_budget(text: str | int | None, option: str = "memory") -> int:
     return limit - held
 
 
+def lazy_volume(array: Any) -> Any:
+    """A large memory-mapped ``.npy`` as a dask array of slices read with plain file reads, as
+    HDF5 and zarr volumes are read: inference then reads and checks one slice at a time (a
+    memmap is an ``ndarray``, which slice-by-slice tasks check as a whole, and its pages stay
+    mapped: memory grows with the file)."""
+    from ..io._common import as_dask, want_lazy
+    from ..io.npy import NpyFrames
+
+    if isinstance(array, np.memmap) and array.flags.c_contiguous and want_lazy(None, array.nbytes):
+        return as_dask(NpyFrames(Path(array.filename), array.shape, array.dtype, array.offset))
+    return array
+
+
 def _task_arguments(options: dict[str, Any]) -> dict[str, Any]:
     """The options a ``*_steps`` function takes as they are: all but the output's ``format``."""
     return {k: v for k, v in options.items() if k != "format"}
@@ -297,7 +310,7 @@ def _run_denoise(source: Path, output: Path, options: dict[str, Any]):
     from ..io.writers import open_volume
     from .denoise import denoise_steps
 
-    volume = read_volume(source).data  # lazy when large; each slice is written as it is denoised
+    volume = lazy_volume(read_volume(source).data)  # lazy when large; each slice is written as it is denoised
     with ExitStack() as stack:
         def open_out(shape, meta):
             return stack.enter_context(open_volume(output, shape, inputs=[source],
@@ -311,7 +324,7 @@ def _run_segment(source: Path, output: Path, options: dict[str, Any]):
     from ..io.volume import read_volume
     from .segment import segment_steps
 
-    volume = read_volume(source).data
+    volume = lazy_volume(read_volume(source).data)
     labels, meta = yield from segment_steps(volume, **_task_arguments(options))
     _write_volume(output, labels, meta, source)
     return meta
