@@ -189,3 +189,17 @@ def test_geometries_beyond_the_cache_run_matrix_free(monkeypatch):
     free = sirt(proj, theta, n_iter=5, device="cpu")
     assert not op.cached()  # nothing was built and kept
     np.testing.assert_allclose(free, cached, atol=1e-4)
+
+
+def test_gpu_scatter_projection_is_the_cpu_product(rng):
+    """The scatter-adds GPUs run for the transposed products, checked on the CPU against scipy's."""
+    from napari_tomoml.recon.geometry import SparseProjector, _scatter_project, make_geometry
+
+    geom = make_geometry(30, 34, np.sort(rng.uniform(0, np.pi, 12)), 16.6)
+    op = SparseProjector(geom, torch.float64, torch.device("cpu"))
+    flat = torch.from_numpy(rng.standard_normal((30 * 30, 2)))
+    for i, angles in enumerate(op.chunks):
+        cols, frac = op.pattern(i)
+        k = angles.stop - angles.start
+        scattered = _scatter_project(cols, frac, flat, k, k * geom.padded_width)
+        torch.testing.assert_close(scattered, op.project_chunk(i, (cols, frac), flat), rtol=1e-12, atol=1e-12)

@@ -176,6 +176,16 @@ def _ones(numel: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     return ones[:numel]
 
 
+def _scatter_project(cols: torch.Tensor, frac: torch.Tensor, flat: torch.Tensor, k: int, width: int) -> torch.Tensor:
+    """The transposed products as scatter-adds, for GPUs (their atomics make these fast)."""
+    pixels = flat.repeat_interleave(k, dim=0)  # (pairs, S)
+    right = pixels * frac[:, None]
+    out = torch.zeros((width, flat.shape[1]), dtype=flat.dtype, device=flat.device)
+    out.index_add_(0, cols, pixels.sub_(right))
+    out[1:].index_add_(0, cols, right)
+    return out
+
+
 class SparseProjector:
     """The projector pair of one geometry on one device, from one sparse pattern per chunk of angles.
 
@@ -242,12 +252,7 @@ class SparseProjector:
         n_pix, width = self._shape(index)
         k = cols.numel() // n_pix
         if self.device.type != "cpu":
-            pixels = flat.repeat_interleave(k, dim=0)  # (pairs, S)
-            right = pixels * frac[:, None]
-            out = torch.zeros((width, flat.shape[1]), dtype=flat.dtype, device=flat.device)
-            out.index_add_(0, cols, pixels.sub_(right))
-            out[1:].index_add_(0, cols, right)
-            return out
+            return _scatter_project(cols, frac, flat, k, width)
         x = flat.detach().numpy()
         crow = np.arange(0, cols.numel() + 1, k, dtype=np.int32)
         c = cols.numpy()

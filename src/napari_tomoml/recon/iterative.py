@@ -35,7 +35,12 @@ from ..progress import Progress, ProgressArg, run_to_end
 from . import _validate as v
 from .fbp import fbp
 from .geometry import Geometry, make_geometry
-from .projector import backproject_tensor, project_tensor, weighted_residual_backprojection
+from .projector import (
+    backproject_tensor,
+    project_tensor,
+    row_and_column_sums,
+    weighted_residual_backprojection,
+)
 
 
 def _setup(projections, theta, center, n, device):
@@ -75,12 +80,10 @@ def sirt_steps(
     """:func:`sirt` as a generator of per-iteration :class:`Progress`."""
     _check_iterations(n_iter)
     y, geom, single, was_numpy = _setup(projections, theta, center, n, device)
-    ones_vol = torch.ones((1, geom.n, geom.n), dtype=y.dtype, device=y.device)
-    ones_proj = torch.ones((geom.n_angles, 1, geom.n_det), dtype=y.dtype, device=y.device)
     # SIRT's diagonal scalings, computed once: inverse ray lengths (row sums) and inverse pixel hit
     # counts (column sums)
-    inv_rows = 1.0 / project_tensor(ones_vol, geom).clamp_min(1e-6).permute(0, 2, 1)
-    inv_cols = 1.0 / backproject_tensor(ones_proj, geom).clamp_min(1e-6)
+    rows, cols = row_and_column_sums(geom, y.dtype, y.device)
+    inv_rows, inv_cols = 1.0 / rows.clamp_min(1e-6), 1.0 / cols.clamp_min(1e-6)
     target = y.permute(0, 2, 1).contiguous()  # detector-major, as the chunked pass reads it
     norm = torch.linalg.vector_norm(y).clamp_min(1e-30)
     x = torch.zeros((y.shape[1], geom.n, geom.n), dtype=y.dtype, device=y.device)

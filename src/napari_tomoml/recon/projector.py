@@ -43,6 +43,26 @@ def _project(volume: torch.Tensor, geom: Geometry) -> torch.Tensor:
     return detector.permute(0, 2, 1).contiguous().to(volume.device)
 
 
+def row_and_column_sums(
+    geom: Geometry, dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The projector's row sums ``A 1`` (ray lengths, detector-major ``(angles, n_det, 1)``) and
+    column sums ``A^T 1`` (``(1, n, n)``), from one pass over the chunks' patterns."""
+    op, compute = _operator(geom, dtype, device)
+    width, left = geom.padded_width, geom.pad_left
+    ones = torch.ones((geom.n**2, 1), dtype=dtype, device=compute)
+    rows = torch.empty((geom.n_angles, geom.n_det, 1), dtype=dtype, device=compute)
+    cols = torch.zeros_like(ones)
+    for i, angles in enumerate(op.chunks):
+        pattern = op.pattern(i)
+        k = angles.stop - angles.start
+        rows[angles] = op.project_chunk(i, pattern, ones).view(k, width, 1)[:, left : left + geom.n_det]
+        padded = torch.zeros((k, width, 1), dtype=dtype, device=compute)
+        padded[:, left : left + geom.n_det] = 1
+        cols += op.backproject_chunk(i, pattern, padded.view(k * width, 1))
+    return rows.to(device), cols.view(1, geom.n, geom.n).to(device)
+
+
 def weighted_residual_backprojection(
     x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, geom: Geometry
 ) -> tuple[torch.Tensor, torch.Tensor]:
