@@ -1,4 +1,4 @@
-"""Every reconstruction speed figure of issue #11 beside its peer, measured in one run.
+"""Every speed figure of issue #11 beside its peer, measured in one run.
 
 Run by hand (never in CI): ``python benchmarks/bench_all.py [--quick] [--before SRC] [--skip ...]``;
 the table is printed and written to ``benchmarks/results.md`` with the machine's CPU model, core
@@ -14,6 +14,8 @@ count and load. Sections:
   set-up with the first iteration once, plus 99 times the later iterations' mean.
 - ``center``: find_center seconds and error at 640, 2048 and 4096 columns (1500 angles), on
   analytic projections with an off-centre axis.
+- ``denoise``: ``tm.denoise`` seconds per 1024² slice at each precision beside the bare network,
+  PSNR against fp32, GFLOP/s and the CPU's peak (``bench_denoise_precision.py``).
 
 ``--before SRC`` also runs the SIRT and centre cases with the package from another source tree
 (e.g. ``git archive <commit> src | tar -x -C /tmp/before``, then ``--before /tmp/before/src``), as
@@ -43,7 +45,7 @@ FBP_CASES = [(512, 720, 16, 4, 2, 1), (1024, 1500, 8, 2, 1, 1), (2048, 1500, 4, 
 # (size, angles, iterations run for ours, for ASTRA and for the "before" tree; 0: not run)
 SIRT_CASES = [(255, 60, 100, 100, 100), (640, 181, 30, 10, 2), (1024, 1500, 3, 2, 0)]
 CENTER_SIZES = [640, 2048, 4096]
-QUICK = {"fbp": [(256, 360, 4, 2, 1, 1)], "sirt": [(128, 60, 20, 20, 20)], "center": [256]}
+QUICK = {"fbp": [(256, 360, 4, 2, 1, 1)], "sirt": [(128, 60, 20, 20, 20)], "center": [256], "denoise": (256, 3)}
 RESULTS = Path(__file__).resolve().parent / "results.md"
 
 
@@ -235,7 +237,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small cases, to check the script")
     parser.add_argument("--before", help="a source tree (its src/) to run as the 'before' column")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["fbp", "sirt", "center"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["fbp", "sirt", "center", "denoise"])
     parser.add_argument("--output", type=Path, default=RESULTS, help="markdown file to write")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -246,7 +248,7 @@ def main() -> None:
 
     load_start = os.getloadavg()
     header = [
-        "# Reconstruction benchmarks (`python benchmarks/bench_all.py`)",
+        "# Issue #11 benchmarks (`python benchmarks/bench_all.py`)",
         "",
         f"CPU: {_cpu_model()}, {os.cpu_count()} cores; torch {torch.__version__} with "
         f"{torch.get_num_threads()} thread(s) (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}); "
@@ -263,13 +265,18 @@ def main() -> None:
             args.output.write_text(text + "\n")
         print("\n" + text, flush=True)
 
-    sizes = QUICK if args.quick else {"fbp": FBP_CASES, "sirt": SIRT_CASES, "center": CENTER_SIZES}
+    sizes = QUICK if args.quick else {"fbp": FBP_CASES, "sirt": SIRT_CASES, "center": CENTER_SIZES,
+                                      "denoise": (1024, 3)}
     if "fbp" not in args.skip:
         report("FBP", bench_fbp(sizes["fbp"]))
     if "center" not in args.skip:
         report("find_center (Vo)", bench_center(sizes["center"], args.before))
     if "sirt" not in args.skip:
         report("SIRT", bench_sirt(sizes["sirt"], args.before))
+    if "denoise" not in args.skip:
+        from bench_denoise_precision import bench_precision
+
+        report("TomoGAN denoising by precision", bench_precision(*sizes["denoise"]))
 
 
 if __name__ == "__main__":

@@ -82,7 +82,7 @@ def denoise_steps(
         middle = sorted({max(0, nz // 2 - 1), nz // 2})
         inputs = [affine.apply(np.stack([read(int(i)) for i in adjacent_indices(z, nz, depth)])) for z in middle]
         cache.clear()  # the run starts at the top
-        return calibration_tiles(inputs, multiple=int(getattr(loaded.module, "size_multiple", 1)), per_image=1)
+        return calibration_tiles(inputs, multiple=int(getattr(loaded.module, "size_multiple", 1)), per_image=4)
 
     predict, precision_report = make_predictor(loaded.module, dev, precision, calibration)
     margin, multiple = predict.receptive_field, predict.size_multiple

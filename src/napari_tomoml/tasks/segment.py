@@ -208,7 +208,7 @@ def segment_steps(
 
     def calibration() -> np.ndarray:
         middle = affine.apply(np.asarray(vol[nz // 2], dtype=np.float32))[None]
-        return calibration_tiles([middle], multiple=net.size_multiple)
+        return calibration_tiles([middle], multiple=net.size_multiple, per_image=4)
 
     predict_logits, precision_report = make_predictor(net, dev, precision, calibration)
 
