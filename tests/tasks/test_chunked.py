@@ -59,6 +59,23 @@ def test_slabs_in_this_process_equal_the_whole_file(big, tmp_path, one_torch_thr
     assert sorted(p.name for p in (tmp_path / "slabs").iterdir()) == ["batch-summary.csv", out]  # parts removed
 
 
+def test_the_memory_limit_does_not_change_the_result(big, one_torch_thread):
+    """Slabs the memory limit makes are even too: an odd one would pair other rows in the FBP."""
+    from napari_tomoml.progress import run_to_end
+    from napari_tomoml.tasks.reconstruct import reconstruct_scan_steps, slab_rows
+
+    scan = tm.load_scan(big / "scan.h5")
+    per_row = 30 * 40 * (4 + 28) + 64 * 40 * 40  # slab_rows' working set of one row
+    limit = (64 << 20) + 3 * per_row
+    assert slab_rows(30, 40, 40, 4, limit, 11) == 2
+    meta = {"flats": scan.flats, "darks": scan.darks}
+    small, _ = run_to_end(reconstruct_scan_steps(scan.projections, scan.theta, None, metadata=meta, max_memory=limit,
+                                                 device="cpu"))
+    whole, _ = run_to_end(reconstruct_scan_steps(scan.projections, scan.theta, None, metadata=meta, max_memory=None,
+                                                 device="cpu"))
+    assert small.tobytes() == whole.tobytes()
+
+
 def test_a_cancelled_run_resumes_with_the_missing_slabs(big, tmp_path, one_torch_thread):
     out = tmp_path / "out" / "scan.npy"
     steps = chunked_steps("reconstruct", big / "scan.h5", out, chunk_rows=2)

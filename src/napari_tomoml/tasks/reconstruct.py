@@ -445,7 +445,9 @@ def slab_rows(n_angles: int, n_det: int, n: int, itemsize: int, max_memory: int,
             f"a memory limit of {max_memory / 2**30:.2f} GiB is too small: one detector row needs "
             f"{(per_row + (64 << 20)) / 2**20:.0f} MiB; raise it"
         )
-    return max(1, min(n_rows, budget // per_row))
+    rows = max(1, min(n_rows, budget // per_row))
+    # even, so that the Fourier FBP pairs the same rows whatever the limit: the same result bit for bit
+    return rows if rows == n_rows or rows < 2 else rows - rows % 2
 
 
 def reconstruct_scan_steps(
