@@ -33,7 +33,10 @@ def test_dense_training_segments_an_unseen_image(pores, dense_model):
     dice = dice_scores(labels.astype(int), mask.astype(int), 2)
     assert min(dice) > 0.8, dice
     card = dense_model.card
-    assert card["classes"] == {"values": [0, 1], "names": ["background", "class 1"], "sparse": False}
+    classes = dict(card["classes"])
+    prior = classes.pop("prior")
+    assert classes == {"values": [0, 1], "names": ["background", "class 1"], "sparse": False}
+    assert sum(prior["patches"]) == pytest.approx(1, abs=1e-4) and sum(prior["images"]) == pytest.approx(1, abs=1e-4)
     assert card["training"]["steps"] == 60 and card["metrics"]["validation"]["dice"] > 0.7
 
 
@@ -45,6 +48,10 @@ def test_sparse_strokes_train_and_predict_classes_one_to_k(pores):
     labels = tm.segment(test, model, device="cpu")
     assert set(np.unique(labels)) <= {1, 2}
     assert min(dice_scores(labels.astype(int) - 1, test_mask.astype(int), 2)) > 0.7
+    # the card says what the prior correction did; a short run's posteriors may not earn it
+    prior = model.card["classes"]["prior"]
+    assert set(prior) == {"patches", "images", "annotated_kept", "folded"}
+    assert prior["folded"] == (prior["annotated_kept"] >= 0.99)
 
 
 def test_probabilities_and_volumes(pores, dense_model):

@@ -28,11 +28,17 @@ from ..models.normalization import DEFAULT_NORMALIZATION, fit_normalization
 from ..models.unet import UNet
 from ..progress import Progress
 from .losses import IGNORE, segmentation_loss
+from .prior import adjust_to_image_prior
 from .trainer import Trainer, TrainResult
 
 # at most this many pixel coordinates per class are kept for sampling (memory stays small)
 _MAX_COORDS = 1 << 20
 _MAX_VAL_SLICES = 4
+# the class-prior estimate looks at up to this many annotated slices and pixels (a regular subsample)
+_PRIOR_SLICES = 8
+_PRIOR_PIXELS = 1 << 22
+# ... and is folded into the network only if this share of the annotated pixels it got right stay right
+PRIOR_KEEP = 0.99
 
 
 def _as_list(x: Any) -> list:
@@ -242,6 +248,18 @@ class LabelledSlices:
             ys.append(tgt)
         return np.ascontiguousarray(np.stack(xs), np.float32), np.ascontiguousarray(np.stack(ys))
 
+    def sampling_prior(self, batches: int = 100, batch: int = 8, seed: int = 0) -> list[float]:
+        """Class frequencies among the annotated pixels of sampled patches: the prior the trained
+        network's posteriors are calibrated to (balanced sampling raises rare classes), which
+        :mod:`napari_tomoml.inference.prior` replaces by each image's own."""
+        rng = np.random.default_rng([seed, 11])
+        counts = np.zeros(self.n_classes)
+        for _ in range(batches):
+            _, y = self.sample_batch(rng, batch, augment=False)
+            counts += np.bincount(y[y != IGNORE], minlength=self.n_classes)[: self.n_classes]
+        counts = np.maximum(counts, 1.0)  # a class never sampled still gets a small prior
+        return [round(float(c), 6) for c in counts / counts.sum()]
+
     def validation_pairs(self, max_side: int = 512) -> list[tuple[np.ndarray, np.ndarray]]:
         """Fixed (image (1, 1, h, w), target (1, h, w)) pairs: the held-out strips (or centre crops
         of up to ``max_side`` px of the training slices), of up to four slices with annotations."""
@@ -383,3 +401,56 @@ def train_unet_steps(
     finally:
         run.close()
     return net.eval(), result
+
+
+def prior_correction_steps(
+    net: UNet, data: LabelledSlices, *, device: str = "auto", seed: int = 0
+) -> Generator[Progress, None, dict[str, Any]]:
+    """Fold the training images' class frequencies into a trained network's output layer.
+
+    The network's posteriors are calibrated to the class frequencies of its class-balanced
+    patches (:meth:`LabelledSlices.sampling_prior`). EM (:mod:`.prior`) estimates the images'
+    own frequencies from its posteriors over whole annotated slices; ``log(images / patches)``
+    is then added to the output bias, which multiplies every posterior by that ratio. A badly
+    calibrated network can make EM drop a class, so the change is kept only if at least
+    ``PRIOR_KEEP`` of the annotated pixels the network classified right stay right. Returns what
+    was done, for the model card.
+    """
+    from ..device import resolve_device
+    from ..inference.tiler import predict_tiled_steps
+
+    patches = np.asarray(data.sampling_prior(seed=seed))
+    annotated = [s for s, t in enumerate(data.targets) if np.any(t != IGNORE)]
+    chosen = sorted(annotated, key=lambda s: -int(np.sum(data.targets[s] != IGNORE)))[:_PRIOR_SLICES]
+    dev = resolve_device(device)
+    net.eval()
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return torch.softmax(net(torch.from_numpy(batch).to(dev)), dim=1).cpu().numpy()
+
+    predict.receptive_field, predict.size_multiple = net.receptive_field, net.size_multiple  # type: ignore[attr-defined]
+    predict.bytes_per_pixel = net.bytes_per_pixel  # type: ignore[attr-defined]
+    total = sum(data.targets[s].size for s in chosen)
+    step = max(1, -(-total // _PRIOR_PIXELS))
+    probs, targets = [], []
+    for i, s in enumerate(chosen):
+        for finished in predict_tiled_steps([data.slices[s][None]], predict, tile=None, batch=1):
+            for _, prob in finished:
+                probs.append(prob.reshape(len(prob), -1)[:, ::step])
+                targets.append(data.targets[s].ravel()[::step])
+        yield Progress(i + 1, len(chosen), "estimating the images' class frequencies")
+    prob, target = np.concatenate(probs, 1), np.concatenate(targets)
+    adjusted, images = adjust_to_image_prior(prob, patches)
+    images = np.maximum(images, 1e-6)
+    labelled = target != IGNORE
+    right = prob.argmax(0)[labelled] == target[labelled]
+    still = adjusted.argmax(0)[labelled] == target[labelled]
+    kept = float(still[right].mean()) if right.any() else 0.0
+    folded = kept >= PRIOR_KEEP
+    if folded:
+        with torch.no_grad():
+            net.head.bias += torch.as_tensor(np.log(images / patches), dtype=net.head.bias.dtype,
+                                             device=net.head.bias.device)
+    return {"patches": [round(float(v), 5) for v in patches], "images": [round(float(v), 5) for v in images],
+            "annotated_kept": round(kept, 4), "folded": folded}
