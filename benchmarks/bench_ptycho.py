@@ -78,14 +78,14 @@ def speed(args: argparse.Namespace) -> dict:
                 tm.ptycho.predict(pat, model=runner, device="cpu")
                 best = min(best, time.perf_counter() - t)
             times[name] = 1e3 * best / len(pos)
-    _, iterations, t_epie = scene.epie_to_convergence(pat, pos, probe, obj.shape)
+    _, iterations, t_epie, change = scene.epie_to_convergence(pat, pos, probe, obj.shape)
     times["epie_converged"] = 1e3 * t_epie / len(pos)
     t = time.perf_counter()
     tm.ptycho.epie(pat, pos, probe, iterations=max(1, iterations // 10), batch=1, shape=obj.shape, device="cpu")
     times["epie_sequential"] = 1e3 * (time.perf_counter() - t) * 10 / len(pos)  # a tenth of the iterations, x10
     fastest = min(v for k, v in times.items() if k.startswith("ptychonn"))
     out = {f"{k}_ms_per_position": round(v, 4) for k, v in times.items()}
-    out.update({"positions": len(pos), "epie_iterations_to_convergence": iterations,
+    out.update({"positions": len(pos), "epie_iterations_to_convergence": iterations, "epie_last_change_rad": change,
                 "ratio_vs_converged_epie": round(times["epie_converged"] / fastest, 1),
                 "ratio_vs_sequential_epie": round(times["epie_sequential"] / fastest, 1),
                 "ptychonn_gflop_per_position": flops_per_frame(model.module, scene.WINDOW) / 1e9})

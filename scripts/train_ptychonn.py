@@ -1,6 +1,8 @@
 """Train the bundled ``ptychonn-sim`` model and score it against ePIE and the truth on a held-out scan.
 
     python scripts/train_ptychonn.py                         # writes src/napari_tomoml/weights/ptychonn-sim.*
+    python scripts/train_ptychonn.py --nconv 8 --epie-iterations 77 \
+        --out src/napari_tomoml/weights/ptychonn-sim-light     # the lighter bundled variant
     python scripts/train_ptychonn.py --steps 200 --out /tmp/try --overwrite   # a quick try
 
 Geometry (the one of ``benchmarks/bench_ptycho.py``): 32² diffraction patterns of a lens-focused,
@@ -78,17 +80,18 @@ def heldout_scene(seed: int = 0, shape: tuple[int, int] = (160, 320)):
 
 
 def epie_to_convergence(pats, pos, p, shape, *, tol: float = 1e-4, max_iterations: int = 1000):
-    """ePIE until an iteration changes the phase by < ``tol`` rad on average: (obj, iterations, seconds)."""
+    """ePIE until an iteration changes the phase by < ``tol`` rad on average (or ``max_iterations``):
+    (obj, iterations, seconds, the last iteration's mean phase change)."""
     t = time.perf_counter()
     steps = tm.ptycho.epie_steps(pats, pos, p, iterations=max_iterations, shape=shape, tol=tol, device="cpu")
-    iterations = 0
+    iterations, change = 0, float("nan")
     try:
         while True:
-            next(steps)
+            change = next(steps).data["change"]
             iterations += 1
     except StopIteration as stop:
         obj, _ = stop.value
-    return obj, iterations, time.perf_counter() - t
+    return obj, iterations, time.perf_counter() - t, change
 
 
 def evaluate(model, *, epie_iterations: int | None = None) -> dict:
@@ -103,14 +106,14 @@ def evaluate(model, *, epie_iterations: int | None = None) -> dict:
     if epie_iterations:
         t = time.perf_counter()
         rec, _ = tm.ptycho.epie(pats, pos, p, iterations=epie_iterations, shape=obj.shape, device="cpu")
-        its, t_epie = epie_iterations, time.perf_counter() - t
+        its, t_epie, change = epie_iterations, time.perf_counter() - t, None
     else:
-        rec, its, t_epie = epie_to_convergence(pats, pos, p, obj.shape)
+        rec, its, t_epie, change = epie_to_convergence(pats, pos, p, obj.shape)
     scores = {"ptychonn": tm.ptycho.phase_scores(stitched, truth, region),
               "epie": tm.ptycho.phase_scores(np.angle(rec), truth, region)}
     return {
         "scores": {k: {m: round(float(v), 4) for m, v in s.items()} for k, s in scores.items()},
-        "positions": len(pos), "epie_iterations": its,
+        "positions": len(pos), "epie_iterations": its, "epie_last_change_rad": change,
         "ptychonn_ms_per_position": round(1e3 * t_nn / len(pos), 4),
         "epie_ms_per_position": round(1e3 * t_epie / len(pos), 3),
         "speed_ratio": round(t_epie / t_nn, 1),

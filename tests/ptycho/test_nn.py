@@ -227,10 +227,11 @@ def test_inference_copy_folds_batchnorm_and_leaves_the_model_alone():
         torch.testing.assert_close(fast(x.contiguous(memory_format=torch.channels_last)), net(x), rtol=1e-4, atol=1e-4)
 
 
-def test_bundled_model_reproduces_its_held_out_scores():
-    """ptychonn-sim on the held-out scan of scripts/train_ptychonn.py (an object it never saw): the phase
-    scores in its card are what it gives, and far better than the best constant guess."""
-    model = load_model("ptychonn-sim")
+@pytest.mark.parametrize("name", ["ptychonn-sim", "ptychonn-sim-light"])
+def test_bundled_model_reproduces_its_held_out_scores(name):
+    """The bundled models on the held-out scan of scripts/train_ptychonn.py (an object they never saw): the
+    phase scores in their cards are what they give, and far better than the best constant guess."""
+    model = load_model(name)
     held = model.card["metrics"]["heldout"]
     obj = sim.random_object((160, 320), seed=0)
     probe = sim.focused_probe(32, aperture=0.2, defocus=0.5, photons=1e6)
