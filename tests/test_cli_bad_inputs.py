@@ -56,6 +56,7 @@ ROWS: list[tuple[str, str]] = [
     ("denoise {bad}/vol.npy {out}/d.npy --model {bad}/null_norm.safetensors", "normalization must be an object"),
     ("denoise {bad}/vol.npy {out}/d.npy --model {bad}/zero_range.safetensors", "range must be two different"),
     ("denoise {bad}/vol.npy {out}/d.npy --model {bad}/pct_150.safetensors", "between 0 and 100"),
+    ("denoise {bad}/vol.npy {out}/d.npy --precision fp16 --model {bad}/good.safetensors", "choose one of fp32, bf16"),
     ("denoise {bad}/vol.npy {out}/d.npy --model {bad}/reversed_pct.safetensors", "must be increasing"),
     ("denoise {bad}/vol.npy {out}/d.npy --model {bad}/model.pt", "pickles"),
     ("denoise {bad}/vol.npy {out}/d.npy --model {bad}/not_a_scan.h5", "not a saved Keras model"),
