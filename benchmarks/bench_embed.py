@@ -82,7 +82,8 @@ def _child(job: str, path: str, n: int, queue) -> None:
     import h5py
     import torch
 
-    torch.set_num_threads(1)
+    # torch shares the OpenMP runtime with openTSNE: one thread here would also cap openTSNE's
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     import napari_tomoml as tm
     from napari_tomoml.progress import run_to_end
     from napari_tomoml.tasks._features import Scaler, feature_steps
