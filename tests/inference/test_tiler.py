@@ -6,7 +6,14 @@ import torch
 
 from napari_tomoml.errors import InputError
 from napari_tomoml.inference.runner import torch_predictor
-from napari_tomoml.inference.tiler import Tiler, adjacent_indices, auto_tile, predict_tiled_steps, tile_starts
+from napari_tomoml.inference.tiler import (
+    MAX_AUTO_TILE,
+    Tiler,
+    adjacent_indices,
+    auto_tile,
+    predict_tiled_steps,
+    tile_starts,
+)
 from napari_tomoml.models.tomogan import TomoGAN
 from napari_tomoml.models.unet import UNet
 from napari_tomoml.sim.segmentation import segmentation_image
@@ -64,7 +71,7 @@ def test_tiles_cover_with_overlap():
 
 
 def test_auto_tile_follows_memory():
-    assert auto_tile(640, batch=4, available=2**40) == 512
+    assert auto_tile(640, batch=4, available=2**40) == MAX_AUTO_TILE
     small = auto_tile(640, batch=4, available=2**28, multiple=8)
     assert 128 <= small < 512 and small % 8 == 0
     assert 4 * small**2 * 640 <= 0.25 * 2**28
@@ -94,9 +101,9 @@ def test_declared_receptive_field_bounds_the_real_one(make, channels):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, shape", [("unet", (640, 1024)), ("tomogan", (600, 700))])
+@pytest.mark.parametrize("name, shape", [("unet", (1100, 1300)), ("tomogan", (1088, 1100))])
 def test_tiled_equals_whole_at_the_default_tile(name, shape):
-    # the default tile (from free memory, at most 512 px) cuts this image through its objects
+    # the default tile (from free memory, at most MAX_AUTO_TILE) cuts this image through its objects
     torch.manual_seed(0)
     net, channels = (UNet(classes=3), 1) if name == "unet" else (TomoGAN(depth=3), 3)
     _randomise_batchnorm(net)

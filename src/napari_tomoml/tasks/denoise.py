@@ -30,7 +30,7 @@ def denoise_steps(
     model: str | LoadedModel | Any = "tomogan-lowdose",
     *,
     device: str = "auto",
-    tile: int = 512,
+    tile: int | None = None,
     overlap: int = 32,
     batch: int | None = None,
     precision: str = "fp32",
@@ -39,8 +39,8 @@ def denoise_steps(
     """Denoise slice by slice, yielding :class:`Progress` per tile batch; returns (denoised, metadata).
 
     ``model`` is a bundled name, a model-file path, or a loaded model. Slices are cut into
-    ``tile``-pixel tiles whose margins cover the network's receptive field, so tiles equal a whole-image
-    pass; ``batch`` tiles run at once (default 1 on a CPU, 4 on a GPU). ``precision``: ``"fp32"``,
+    ``tile``-pixel tiles (default: from the free memory, at most 1024 px) whose margins cover the
+    network's receptive field, so tiles equal a whole-image pass; ``batch`` tiles run at once (default 1 on a CPU, 4 on a GPU). ``precision``: ``"fp32"``,
     ``"bf16"``, ``"int8"`` (ONNX Runtime, CPU) or ``"auto"`` (see
     :mod:`napari_tomoml.inference.precision`); a lower precision is calibrated and checked against
     fp32 on tiles of the middle slices, and ``metadata["precision"]`` reports its PSNR.

@@ -392,7 +392,8 @@ def _register_builtin() -> None:
         "denoise", "denoise each reconstructed volume with a TomoGAN model", "volume", _run_denoise,
         params=(
             Param("model", str, "tomogan-lowdose", "bundled model name or model file path"),
-            Param("tile", int, 512, "tile side in pixels", minimum=16),
+            Param("tile", int, None, "tile side in pixels (empty: from the free memory, at most 1024)", minimum=16,
+                  optional=True),
             Param("batch", int, None, "tiles run at once (empty: 1 on a CPU, 4 on a GPU); memory grows with it, "
                   "not with the volume, which is read and written slice by slice", minimum=1, optional=True),
             _PRECISION, _DEVICE, _FORMAT,

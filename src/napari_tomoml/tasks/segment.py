@@ -192,7 +192,7 @@ def segment_steps(
 
     The result is integer labels of the input's shape (uint8 when the class values allow), or
     with ``probabilities=True`` float32 (classes, ...) probabilities. ``tile`` is the largest tile
-    side (default: from the free memory, at most 512 px); tiles overlap by the network's receptive
+    side (default: from the free memory, at most 1024 px); tiles overlap by the network's receptive
     field and only their centres are kept, so any tile size gives the whole-image result.
     ``precision``: ``"fp32"``, ``"bf16"``, ``"int8"`` (ONNX Runtime, CPU) or ``"auto"`` (see
     :mod:`napari_tomoml.inference.precision`); a lower precision is calibrated and checked against
