@@ -134,8 +134,8 @@ def bench_precision(size: int = SIZE, slices: int = SLICES, bf16: bool = True) -
         out, meta = run_to_end(denoise_steps(volume, device="cpu", precision=precision))
         return (time.perf_counter() - t) / slices, out, meta
 
-    per_slice, fp32_out, _ = denoise_time("fp32")
-    row(f"tm.denoise fp32 (tiles 512, {slices} slices)", per_slice)
+    per_slice, fp32_out, fp32_meta = denoise_time("fp32")
+    row(f"tm.denoise fp32 (default tiles: {fp32_meta['parameters']['tile']} px, {slices} slices)", per_slice)
     lines_ratio = f"tm.denoise fp32 / bare forward pass: {per_slice / bare:.2f}× (target ≤ 1.1×)."
     first, _, _ = denoise_time("int8")
     int8_slice, out, meta = denoise_time("int8")
