@@ -17,12 +17,14 @@ def tomogan_inputs():
     return noisy[None, 0:3], noisy[None, 2:5]  # calibration window, held-out window
 
 
-def test_int8_tomogan_keeps_45_db_against_fp32_on_unseen_data(tomogan_inputs):
+def test_int8_tomogan_keeps_45_db_against_fp32_on_unseen_data(tomogan_inputs, tmp_path, monkeypatch):
     calibration, test = tomogan_inputs
     net = load_model("tomogan-lowdose").module.eval()
     with torch.inference_mode():
         fp32 = net(torch.from_numpy(test)).numpy()
+    monkeypatch.chdir(tmp_path)  # the quantiser's temporary files must not land where the user works
     int8 = onnx_int8_predictor(net, calibration)
+    assert list(tmp_path.iterdir()) == []
     assert int8.receptive_field == net.receptive_field and int8.size_multiple == net.size_multiple
     out = int8(test)
     assert out.shape == fp32.shape and out.dtype == np.float32
