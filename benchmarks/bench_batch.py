@@ -16,10 +16,12 @@ tree sampled every 50 ms; the peer in the same run is the in-memory API on a ban
 ``chunks``: one raw scan of ``--shape`` reconstructed by ``tomoml batch`` in one process and as
 slabs of rows on ``--scheduler local:2`` (tasks/chunked.py): identical bytes, wall times.
 ``ooc-denoise``: TomoGAN on a float32 volume of ``--gib`` GiB (1024² slices) in HDF5, kept in the
-XDG cache (``$XDG_CACHE_HOME/napari-tomoml/bench/``) and written only when absent. TomoGAN costs
-seconds per 1024² slice on a CPU, so the whole volume would take hours: ``tomoml denoise
---rows`` denoises a bounded band of ``--slices`` slices of the file opened lazily (peak RSS of
-the process tree sampled every 50 ms), beside the in-memory API on the same slices read into RAM.
+XDG cache (``$XDG_CACHE_HOME/napari-tomoml/bench/``) and written only when absent. ``tomoml
+denoise`` opens the file lazily and denoises a band of ``--slices`` slices (``--rows``), or the
+whole file with ``--slices 0`` (fp32 TomoGAN costs seconds per 1024² slice on a CPU, so a whole
+8 GiB volume takes hours at fp32; ``--precision int8`` is ~3x faster), with the peak RSS of the
+process tree sampled every 50 ms, beside the in-memory API on a band of at most 16 of the same
+slices read into RAM (their outputs compared bit for bit when the two runs cover the same rows).
 ``ooc-npy``: ``tomoml denoise`` of a ``.npy`` volume of ``--gib`` GiB (in /tmp) for ``--seconds``,
 then stopped: the peak RSS while it reads the file (normalisation, first slices).
 Everything else written is deleted afterwards.
@@ -174,21 +176,26 @@ def big_volume(gib: float, side: int = 1024) -> tuple[Path, float | None]:
     return path, time.perf_counter() - t0
 
 
-def bench_ooc_denoise(tmp: Path, gib: float, slices: int) -> dict:
+def bench_ooc_denoise(tmp: Path, gib: float, slices: int, precision: str = "fp32") -> dict:
     path, write_s = big_volume(gib)
     import napari_tomoml as tm
 
     n = tm.read_volume(path).shape[0]
-    a = n // 2
-    b = a + slices
-    run = run_measured([*TOMOML, "denoise", str(path), str(tmp / "band.h5"), "--rows", f"{a}:{b}", "--device", "cpu",
-                        "-q"])
+    whole = slices <= 0
+    slices = n if whole else slices
+    a, b = (0, n) if whole else (n // 2, n // 2 + slices)
+    band = [] if whole else ["--rows", f"{a}:{b}"]
+    run = run_measured([*TOMOML, "denoise", str(path), str(tmp / "band.h5"), *band, "--device", "cpu",
+                        "--precision", precision, "-q"])
+    pa = n // 2 if whole else a
+    pb = pa + min(slices, 16)
     code = (f"import time, numpy as np, napari_tomoml as tm; t = time.perf_counter(); "
-            f"v = np.asarray(tm.read_volume({str(path)!r}).data[{a}:{b}]); "
-            f"d = tm.denoise(v, device='cpu'); print(time.perf_counter() - t); np.save({str(tmp / 'peer.npy')!r}, d)")
+            f"v = np.asarray(tm.read_volume({str(path)!r}).data[{pa}:{pb}]); "
+            f"d = tm.denoise(v, device='cpu', precision={precision!r}); print(time.perf_counter() - t); "
+            f"np.save({str(tmp / 'peer.npy')!r}, d)")
     peer = run_measured([sys.executable, "-c", code])
     same = None
-    if run["rc"] == 0 and peer["rc"] == 0:  # the same slices, the same result?
+    if run["rc"] == 0 and peer["rc"] == 0 and (pa, pb) == (a, b):  # the same slices, the same result?
         same = bool(np.array_equal(np.asarray(tm.read_volume(tmp / "band.h5").data), np.load(tmp / "peer.npy")))
     mib = slices * 4 * np.prod(tm.read_volume(path).shape[1:]) / 2**20
     return {"file": str(path), "file_gib": round(path.stat().st_size / 2**30, 2), "shape": list(tm.read_volume(path).shape),
@@ -199,7 +206,7 @@ def bench_ooc_denoise(tmp: Path, gib: float, slices: int) -> dict:
                             "MiB_per_s": round(mib / run["seconds"], 2), "stderr": run["stderr_tail"]},
             "in_memory_peer": {"exit": peer["rc"], "wall_s": round(peer["seconds"], 1),
                                "peak_rss_gib": round(peer["peak_rss_gib"], 3),
-                               "slices_per_s": round(slices / peer["seconds"], 3),
+                               "rows": [pa, pb], "slices_per_s": round((pb - pa) / peer["seconds"], 3),
                                "denoise_s": peer["stdout"], "stderr": peer["stderr_tail"]},
             "identical_result": same}
 
@@ -229,7 +236,8 @@ def main() -> None:
     parser.add_argument("--gib", type=float, default=8.0, help="size of the out-of-core scan")
     parser.add_argument("--memory", default="1GiB", help="the batch's memory option for the out-of-core run")
     parser.add_argument("--cols", type=int, default=128, help="detector columns of the out-of-core scan")
-    parser.add_argument("--slices", type=int, default=8, help="ooc-denoise: slices denoised (a band of the file)")
+    parser.add_argument("--slices", type=int, default=8, help="ooc-denoise: slices denoised (a band; 0: the whole file)")
+    parser.add_argument("--precision", default="fp32", help="ooc-denoise: tm.denoise's precision (fp32, int8, auto)")
     parser.add_argument("--seconds", type=float, default=90, help="ooc-npy: how long the denoise runs before it is stopped")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_batch_", dir="/tmp"))
@@ -243,7 +251,7 @@ def main() -> None:
         elif args.what == "ooc":
             result = bench_ooc(tmp, args.gib, args.memory, args.cols)
         elif args.what == "ooc-denoise":
-            result = bench_ooc_denoise(tmp, args.gib, args.slices)
+            result = bench_ooc_denoise(tmp, args.gib, args.slices, args.precision)
         else:
             result = bench_ooc_npy(tmp, args.gib, args.seconds)
     finally:
