@@ -38,7 +38,11 @@ def test_every_task_has_a_command_and_a_widget():
 
 
 @pytest.mark.parametrize("task", list(COMMANDS))
-def test_cli_widget_and_batch_defaults_are_the_registrys(task, make_napari_viewer):
+def test_cli_widget_and_batch_defaults_are_the_registrys(task, make_napari_viewer, monkeypatch):
+    from napari_tomoml._widgets import segment
+
+    # a fresh session: Segment offers a model trained earlier in the session (other tests) first
+    monkeypatch.setattr(segment, "TRAINED", {})
     spec = get_task(task)
     declared = spec.resolve({})
     declared.pop("format", None)  # the command's output extension chooses it

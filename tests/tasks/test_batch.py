@@ -85,9 +85,13 @@ def test_resume_skips_exactly_the_finished_ones(night, tmp_path):
 
 
 def test_cancel_within_a_file_leaves_no_partial_output_and_a_rerun_finishes(night, tmp_path):
+    import psutil
+
     out = tmp_path / "out"
+    # --memory is the process's peak: leave 1 GiB above what this (long) test process holds
+    memory = f"{psutil.Process().memory_info().rss / 2**30 + 1:.2f}GiB"
     steps = batch_steps("reconstruct", [night / "scan_0.h5", night / "scan_1.h5"], out,
-                        options={"memory": "1GiB"})
+                        options={"memory": memory})
     for p in steps:  # stop inside the second file, after its first step
         if p.data.get("index") == 1 and "file_done" in p.data and p.data["file_done"] > 0:
             break
