@@ -30,7 +30,11 @@ def _widget(task: str, viewer):
 
     kinds = {"reconstruct": ReconstructWidget, "denoise": DenoiseWidget, "segment": SegmentWidget,
              "align": AlignWidget, "outliers": OutliersWidget}
-    return kinds[task](viewer)
+    widget = kinds[task](viewer)
+    # docked, the viewer owns and closes it: a free widget was garbage-collected while Qt
+    # delivered an event to it (a segfault in a full run)
+    viewer.window.add_dock_widget(widget)
+    return widget
 
 
 def test_every_task_has_a_command_and_a_widget():
