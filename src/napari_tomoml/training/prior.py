@@ -36,15 +36,16 @@ def adjust_to_image_prior(prob: np.ndarray, training_prior: Sequence[float]) -> 
     train = np.asarray(training_prior, np.float64)
     train = train / train.sum()
     p = np.asarray(prob, np.float64).reshape(prob.shape[0], -1)
+
+    def reweighted(prior: np.ndarray) -> np.ndarray:
+        w = p * (prior / train)[:, None]
+        return w / np.maximum(w.sum(0, keepdims=True), np.finfo(np.float64).tiny)
+
     prior = train.copy()
     for _ in range(MAX_ITER):
-        weighted = p * (prior / train)[:, None]
-        weighted /= np.maximum(weighted.sum(0, keepdims=True), np.finfo(np.float64).tiny)
-        new = weighted.mean(1)
+        new = reweighted(prior).mean(1)
         converged = np.abs(new - prior).max() < TOL
         prior = new
         if converged:
             break
-    weighted = p * (prior / train)[:, None]
-    weighted /= np.maximum(weighted.sum(0, keepdims=True), np.finfo(np.float64).tiny)
-    return weighted.reshape(prob.shape).astype(np.float32), prior
+    return reweighted(prior).reshape(prob.shape).astype(np.float32), prior

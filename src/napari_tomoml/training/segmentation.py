@@ -417,27 +417,21 @@ def prior_correction_steps(
     was done, for the model card.
     """
     from ..device import resolve_device
+    from ..inference.runner import torch_predictor
     from ..inference.tiler import predict_tiled_steps
 
     patches = np.asarray(data.sampling_prior(seed=seed))
     annotated = [s for s, t in enumerate(data.targets) if np.any(t != IGNORE)]
     chosen = sorted(annotated, key=lambda s: -int(np.sum(data.targets[s] != IGNORE)))[:_PRIOR_SLICES]
-    dev = resolve_device(device)
-    net.eval()
-
-    def predict(batch: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return torch.softmax(net(torch.from_numpy(batch).to(dev)), dim=1).cpu().numpy()
-
-    predict.receptive_field, predict.size_multiple = net.receptive_field, net.size_multiple  # type: ignore[attr-defined]
-    predict.bytes_per_pixel = net.bytes_per_pixel  # type: ignore[attr-defined]
+    predict = torch_predictor(net, resolve_device(device))
     total = sum(data.targets[s].size for s in chosen)
     step = max(1, -(-total // _PRIOR_PIXELS))
     probs, targets = [], []
     for i, s in enumerate(chosen):
         for finished in predict_tiled_steps([data.slices[s][None]], predict, tile=None, batch=1):
-            for _, prob in finished:
-                probs.append(prob.reshape(len(prob), -1)[:, ::step])
+            for _, logits in finished:
+                prob = torch.softmax(torch.from_numpy(logits.reshape(len(logits), -1)[:, ::step]), dim=0).numpy()
+                probs.append(prob)
                 targets.append(data.targets[s].ravel()[::step])
         yield Progress(i + 1, len(chosen), "estimating the images' class frequencies")
     prob, target = np.concatenate(probs, 1), np.concatenate(targets)
